@@ -1,0 +1,61 @@
+"""tf.data input pipeline: decoded-once images in memory, augmentation, shared scaling."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model.preprocessing import PreprocessSpec, scale
+
+# Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
+AUGMENTATIONS = ("seed", "xray", "none")
+
+
+def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
+    """Augmentation preset: ``seed`` (the original recipe), ``xray`` (no flip, milder
+    geometry, brightness/contrast jitter for scanner differences) or ``none``."""
+    if name == "none":
+        return None
+    if name == "seed":
+        layers = [
+            keras.layers.RandomRotation(15 / 360, fill_mode="nearest", seed=seed),
+            keras.layers.RandomTranslation(0.3, 0.3, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 2),
+            keras.layers.RandomFlip("horizontal", seed=seed + 3),
+        ]
+    elif name == "xray":
+        layers = [
+            keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomZoom(0.15, fill_mode="nearest", seed=seed + 2),
+            keras.layers.RandomBrightness(0.15, value_range=(0.0, 255.0), seed=seed + 3),
+            keras.layers.RandomContrast(0.25, value_range=(0.0, 255.0), seed=seed + 4),
+        ]
+    else:
+        raise ValueError(f"unknown augmentation {name!r}; expected one of {AUGMENTATIONS}")
+    return keras.Sequential(layers, name=f"augment_{name}")
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    spec: PreprocessSpec,
+    batch_size: int,
+    augmenter: keras.Sequential | None = None,
+    shuffle: bool = False,
+    seed: int = 42,
+) -> tf.data.Dataset:
+    """Batches of ``(model input, label)`` from decoded grey images ``(N, H, W) uint8``."""
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def _prepare(gray: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x = tf.cast(gray, tf.float32)
+        if augmenter is not None:
+            x = tf.clip_by_value(augmenter(x[..., None], training=True)[..., 0], 0.0, 255.0)
+        return scale(x, spec.scaling), label
+
+    return ds.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,102 @@
+"""Prediction results in Redis: the one key schema used by the API and batch inference.
+
+* ``<prefix>:result:<id>`` - a hash with the fields of :class:`PredictionRecord`, with a TTL;
+* ``<prefix>:results`` - a sorted set of ids scored by creation time (newest first on read).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+DEFAULT_TTL_SECONDS = 30 * 24 * 3600
+
+
+@dataclass
+class PredictionRecord:
+    """One stored prediction; never the image itself, only its SHA-256."""
+
+    label: str
+    probability: float
+    threshold: float
+    model_version: str
+    image_sha256: str
+    source: str = "api"
+    file_name: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def redis_from_env(url: str | None = None, password: str | None = None, timeout: float = 2.0) -> redis.Redis:
+    """Client from ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) and ``REDIS_PASSWORD``."""
+    return redis.Redis.from_url(
+        url or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        password=password if password is not None else (os.environ.get("REDIS_PASSWORD") or None),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+    )
+
+
+class ResultStore:
+    """Save, fetch and list prediction records."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int = DEFAULT_TTL_SECONDS, prefix: str = "pneumonia") -> None:
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self.prefix = prefix
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}:results"
+
+    def key(self, result_id: str) -> str:
+        return f"{self.prefix}:result:{result_id}"
+
+    def save(self, record: PredictionRecord) -> None:
+        """Store one record (raises ``redis.RedisError`` when Redis is unavailable)."""
+        now = time.time()
+        mapping = {k: str(v) for k, v in record.to_dict().items()}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.key(record.id), mapping=mapping)
+        pipe.expire(self.key(record.id), self.ttl_seconds)
+        pipe.zadd(self.index_key, {record.id: now})
+        pipe.zremrangebyscore(self.index_key, "-inf", now - self.ttl_seconds)
+        pipe.execute()
+
+    def get(self, result_id: str) -> PredictionRecord | None:
+        """The record with this id, or None if absent or expired."""
+        data = self.client.hgetall(self.key(result_id))
+        return _record(data) if data else None
+
+    def recent(self, limit: int = 20) -> list[PredictionRecord]:
+        """Newest records first."""
+        ids = self.client.zrevrange(self.index_key, 0, max(limit, 1) - 1)
+        pipe = self.client.pipeline(transaction=False)
+        for result_id in ids:
+            pipe.hgetall(self.key(result_id))
+        return [_record(d) for d in pipe.execute() if d]
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+
+def _record(data: dict[str, str]) -> PredictionRecord:
+    names = {f.name for f in fields(PredictionRecord)}
+    values: dict[str, Any] = {k: v for k, v in data.items() if k in names}
+    values["probability"] = float(values["probability"])
+    values["threshold"] = float(values["threshold"])
+    return PredictionRecord(**values)

@@ -1,0 +1,261 @@
+"""The training procedure behind ``model.cnn``: data, fit, threshold, metadata, reports."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import model as model_pkg
+from model import plots
+from model.architecture import BACKBONES, build_model
+from model.artifacts import save_metadata
+from model.data import (
+    CLASS_NAMES,
+    Sample,
+    class_counts,
+    fingerprint,
+    list_samples,
+    load_arrays,
+    patient_folds,
+    patient_split,
+    resolve_split_dir,
+)
+from model.metrics import binary_metrics, choose_threshold
+from model.pipeline import build_augmenter, make_dataset
+from model.preprocessing import PreprocessSpec, scale
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_RULE = "max Youden J (balanced accuracy) on the validation split subject to sensitivity >= {:.2f}"
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on (recorded in the metadata)."""
+
+    data: Path
+    output: Path
+    backbone: str = "resnet50"
+    input_size: int = 224
+    resize_mode: str = "squash"
+    epochs: int = 15
+    batch_size: int = 32
+    learning_rate: float = 1e-5
+    fine_tune_layers: int = 15
+    weights: str = "imagenet"
+    bn_momentum: float = 0.9
+    augment: str = "seed"
+    class_weight: dict[int, float] | None = None
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_sensitivity: float = 0.95
+    val_fraction: float = 0.2
+    external: Path | None = None
+    limit: int = 0
+    mixed_precision: bool = False
+    seed: int = 42
+    command: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, command: str) -> "TrainConfig":
+        names = set(cls.__dataclass_fields__) - {"command", "extra"}
+        return cls(**{k: v for k, v in vars(args).items() if k in names}, command=command)
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        return PreprocessSpec(self.input_size, BACKBONES[self.backbone].scaling, self.resize_mode)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training images per second of each epoch (excluding validation)."""
+
+    def __init__(self, n_images: int) -> None:
+        super().__init__()
+        self.n_images = n_images
+        self.rates: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if hasattr(self, "_start"):
+            self.rates.append(self.n_images / (time.perf_counter() - self._start))
+            print(f" - {self.rates[-1]:.1f} train images/s", flush=True)
+
+
+def _balanced_weights(labels: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(labels.astype(int), minlength=2)
+    return {c: float(len(labels) / (2 * counts[c])) for c in (0, 1)}
+
+
+def _print_counts(name: str, samples: list[Sample]) -> None:
+    counts = class_counts(samples)
+    patients = len({s.patient for s in samples})
+    print(f"{name:>10}: {len(samples)} images, {patients} patients, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def _strategy() -> tf.distribute.Strategy:
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        print(f"training on {len(gpus)} GPUs with MirroredStrategy")
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _predict(model: keras.Model, images: np.ndarray, spec: PreprocessSpec, batch: int = 64) -> np.ndarray:
+    out = [model.predict_on_batch(scale(images[i : i + batch].astype(np.float32), spec.scaling))
+           for i in range(0, len(images), batch)]
+    return np.concatenate([np.asarray(o).reshape(-1) for o in out])
+
+
+def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[str, Any]:
+    """Train on ``train``, select on ``val``; write model, metadata and reports; return the metadata."""
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    spec = config.spec
+    out = config.output
+    out.mkdir(parents=True, exist_ok=True)
+    _print_counts("train", train)
+    _print_counts("validation", val)
+
+    t0 = time.perf_counter()
+    x_train, y_train, train = load_arrays(train, spec)
+    x_val, y_val, val = load_arrays(val, spec)
+    print(f"decoded {len(x_train) + len(x_val)} images in {time.perf_counter() - t0:.1f}s")
+
+    class_weight = config.class_weight or _balanced_weights(y_train)
+    print(f"class weights: {class_weight}")
+    train_ds = make_dataset(x_train, y_train, spec, config.batch_size,
+                            build_augmenter(config.augment, config.seed), shuffle=True, seed=config.seed)
+    val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
+
+    with _strategy().scope():
+        net = build_model(config.backbone, config.input_size, config.weights,
+                          config.fine_tune_layers, config.bn_momentum)
+        schedule = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, 10000, 0.95, staircase=True)
+        net.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
+                    metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+    if config.weights == "none":
+        print("weights=none: training the whole network from scratch (fine-tune depth does not apply)")
+
+    model_path = out / "best_model.keras"
+    mode = "min" if config.monitor == "val_loss" else "max"
+    throughput = Throughput(len(x_train))
+    callbacks = [
+        throughput,
+        keras.callbacks.EarlyStopping(config.monitor, mode=mode, patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(model_path, monitor=config.monitor, mode=mode, save_best_only=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv")),
+    ]
+    t0 = time.perf_counter()
+    history = net.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                      class_weight=class_weight, callbacks=callbacks,
+                      verbose=1 if sys.stdout.isatty() else 2)
+    train_seconds = time.perf_counter() - t0
+    plots.training_curves(history.history, out / "training_curves.png")
+
+    best = keras.saving.load_model(model_path, compile=False)
+    val_prob = _predict(best, x_val, spec)
+    threshold = choose_threshold(y_val, val_prob, config.min_sensitivity)
+    val_metrics = binary_metrics(y_val, val_prob, threshold)
+    print(f"validation at threshold {threshold:.4f}: " + _summary(val_metrics))
+    print("validation at 0.5:          " + _summary(binary_metrics(y_val, val_prob, 0.5)))
+
+    all_samples = train + val
+    data_fp = fingerprint(all_samples)
+    stamp = datetime.now(timezone.utc)
+    metadata: dict[str, Any] = {
+        "model_version": f"{config.backbone}-{config.input_size}-{stamp:%Y%m%d%H%M}-{data_fp[:8]}",
+        "package_version": model_pkg.__version__,
+        "created_utc": stamp.isoformat(timespec="seconds"),
+        "backbone": config.backbone,
+        "class_names": list(CLASS_NAMES),
+        "threshold": threshold,
+        "threshold_rule": THRESHOLD_RULE.format(config.min_sensitivity),
+        "preprocessing": spec.to_dict(),
+        "gradcam_layer": BACKBONES[config.backbone].gradcam_layer,
+        "data_fingerprint": data_fp,
+        "training_counts": class_counts(train),
+        "validation_counts": class_counts(val),
+        "validation_metrics": val_metrics,
+        "validation_metrics_at_0.5": binary_metrics(y_val, val_prob, 0.5),
+        "class_weight": {str(k): v for k, v in class_weight.items()},
+        "epochs_run": len(history.history["loss"]),
+        "train_seconds": round(train_seconds, 1),
+        "train_images_per_second": round(float(np.median(throughput.rates)), 2) if throughput.rates else None,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "training_command": config.command,
+    }
+    if config.external is not None:
+        metadata["external_metrics"] = _external(best, spec, config.external, threshold)
+    save_metadata(model_path, metadata)
+    print(f"saved {model_path} and {model_path.with_suffix('.json')}")
+    return metadata
+
+
+def _external(net: keras.Model, spec: PreprocessSpec, folder: Path, threshold: float) -> dict[str, Any]:
+    """Metrics on an external folder, for the report only."""
+    x, y, _ = load_arrays(list_samples(resolve_split_dir(folder, "external")), spec)
+    metrics = binary_metrics(y, _predict(net, x, spec), threshold)
+    print(f"external ({folder}): " + _summary(metrics))
+    return metrics
+
+
+def _summary(m: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "sensitivity", "specificity", "roc_auc"))
+
+
+def _training_samples(config: TrainConfig) -> list[Sample]:
+    samples = list_samples(resolve_split_dir(config.data, "train"))
+    if config.limit:
+        rng = np.random.default_rng(config.seed)
+        samples = [samples[i] for i in sorted(rng.choice(len(samples), min(config.limit, len(samples)), replace=False))]
+    return samples
+
+
+def train_once(config: TrainConfig) -> dict[str, Any]:
+    """One patient-level train/validation split, one model."""
+    train, val = patient_split(_training_samples(config), config.val_fraction, config.seed)
+    return _fit(config, train, val)
+
+
+def run_folds(config: TrainConfig, k: int) -> dict[str, Any]:
+    """Patient-grouped K-fold cross-validation: one model per fold, mean and spread of the metrics."""
+    folds = patient_folds(_training_samples(config), k, config.seed)
+    results = []
+    for i, held_out in enumerate(folds):
+        print(f"=== fold {i + 1}/{k}")
+        train = [s for j, fold in enumerate(folds) if j != i for s in fold]
+        fold_config = replace(config, output=config.output / f"fold{i + 1}")
+        results.append(_fit(fold_config, train, held_out))
+    summary: dict[str, Any] = {"folds": k, "command": config.command}
+    for key in ("validation_metrics", "external_metrics"):
+        if key in results[0]:
+            summary[key] = {
+                name: {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)), "values": vals}
+                for name in ("accuracy", "sensitivity", "specificity", "roc_auc", "threshold")
+                for vals in [[r[key][name] for r in results]]
+            }
+    (config.output / "folds_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with open(config.output / "folds_summary.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["fold", "val_accuracy", "val_sensitivity", "val_specificity", "val_roc_auc"])
+        for i, r in enumerate(results, 1):
+            v = r["validation_metrics"]
+            writer.writerow([i, v["accuracy"], v["sensitivity"], v["specificity"], v["roc_auc"]])
+    print(json.dumps(summary.get("validation_metrics", {}), indent=2))
+    return summary

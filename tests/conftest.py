@@ -1,0 +1,85 @@
+"""Fixtures: a real redis-server, and a tiny model trained once on the fixture X-rays."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from tests.helpers import REPO, XRAYS, free_port, stop, wait_for  # noqa: E402
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port with a password."""
+
+    def __init__(self, workdir: Path, password: str = "test-redis-password") -> None:
+        self.workdir = workdir
+        self.password = password
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True)
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", self.password,
+             "--dir", str(self.workdir), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self.client().ping(), 15, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc:
+            stop(self.proc)
+
+
+@pytest.fixture()
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server per test."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Kaggle-layout root whose train/ split is the 16 fixture X-rays."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    shutil.copytree(XRAYS, root / "train")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MobileNetV2 model trained for one epoch at 96 px by ``model.cnn``."""
+    from model import cnn
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    code = cnn.main(["--data", str(tiny_dataset), "--output", str(out), "--backbone", "mobilenetv2",
+                     "--weights", "none", "--input-size", "96", "--epochs", "1", "--batch-size", "8",
+                     "--learning-rate", "1e-3", "--val-fraction", "0.3"])
+    assert code == 0
+    return out / "best_model.keras"
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The model committed under ``models/`` (what the API and ``make up`` serve)."""
+    path = Path(os.environ.get("MODEL_PATH", REPO / "models" / "best_model.keras"))
+    assert path.is_file(), f"shipped model missing: {path}"
+    return path

@@ -1,0 +1,127 @@
+"""End to end on real X-rays: train -> best_model.keras + metadata -> evaluate, inference, Grad-CAM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.artifacts import REQUIRED_METADATA, ModelArtifactError, load_metadata, metadata_path
+from model.predictor import Predictor
+from model.store import ResultStore
+from tests.conftest import RedisServer
+from tests.helpers import REPO, XRAYS, fixture_images
+
+
+def test_training_writes_a_loadable_model_with_complete_metadata(tiny_model: Path) -> None:
+    assert tiny_model.is_file()
+    metadata = load_metadata(tiny_model)
+    assert set(REQUIRED_METADATA) <= set(metadata)
+    assert 0.0 < metadata["threshold"] < 1.0
+    assert metadata["preprocessing"] == {"input_size": 96, "scaling": "tf", "resize_mode": "squash"}
+    assert (tiny_model.parent / "history.csv").is_file()
+    assert (tiny_model.parent / "training_curves.png").stat().st_size > 1000
+    probability = Predictor(tiny_model).predict_bytes(fixture_images()[0][0].read_bytes())
+    assert 0.0 <= probability <= 1.0
+
+
+def test_incomplete_metadata_is_refused(tiny_model: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "m.keras"
+    copy.write_bytes(tiny_model.read_bytes())
+    metadata_path(copy).write_text(json.dumps({"threshold": 0.5}))
+    with pytest.raises(ModelArtifactError, match="lacks"):
+        Predictor(copy)
+
+
+def test_evaluate_prints_and_writes_every_metric(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "model.evaluate", "--model", str(tiny_model), "--model", str(tiny_model),
+         "--data", str(XRAYS), "--json", str(out), "--plots", str(tmp_path / "plots")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    for key in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "brier"):
+        assert key in proc.stdout
+        assert 0.0 <= result[key] <= 1.0 and 0.0 <= result["at_0.5"][key] <= 1.0
+    assert result["n_images"] == 16
+    assert sum(result["confusion_matrix"].values()) == 16
+    for name in ("roc.png", "confusion_matrix.png", "reliability.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 1000
+
+
+def test_evaluate_reports_a_missing_folder_without_traceback(tiny_model: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "model.evaluate", "--model", str(tiny_model),
+                           "--data", str(tmp_path / "missing")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "error: data folder not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_batch_inference_stores_every_image_in_redis(tiny_model: Path, redis_server: RedisServer) -> None:
+    env = {"REDIS_URL": redis_server.url, "REDIS_PASSWORD": redis_server.password, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "model.inference", "--data", str(XRAYS), "--model", str(tiny_model)],
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "stored 16 results" in proc.stdout
+    records = ResultStore(redis_server.client()).recent(100)
+    assert len(records) == 16
+    assert {r.file_name for r in records} == {p.name for p, _ in fixture_images()}
+    assert all(r.source == "batch" and len(r.image_sha256) == 64 and r.label in ("NORMAL", "PNEUMONIA")
+               for r in records)
+
+
+def test_batch_inference_without_redis_fails_cleanly(tiny_model: Path) -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "model.inference", "--data", str(XRAYS), "--model", str(tiny_model)],
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3
+    assert "cannot reach Redis" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gradcam_overlay_on_a_real_xray(shipped_model: Path) -> None:
+    """On the shipped model: a one-epoch toy model predicts a constant and has no map to show."""
+    import io
+
+    from PIL import Image
+
+    from model.gradcam import GradCam
+    from model.preprocessing import load_gray, scale
+
+    predictor = Predictor(shipped_model)
+    size = predictor.spec.input_size
+    gray = load_gray(fixture_images()[-1][0].read_bytes(), predictor.spec)
+    cam = GradCam(predictor.model, predictor.metadata["gradcam_layer"])
+    heat = cam.heatmap(scale(gray.astype(np.float32), predictor.spec.scaling), predictor.threshold)
+    assert heat.ndim == 2 and heat.min() >= 0 and heat.max() <= 1
+    assert heat.std() > 0, "heat-map is constant"
+    png = Image.open(io.BytesIO(cam.overlay_png(gray, predictor.spec, predictor.threshold)))
+    assert png.format == "PNG" and png.size == (size, size) and png.mode == "RGB"
+
+
+def test_trainer_cli_help_and_bad_weights(tmp_path: Path, tiny_dataset: Path) -> None:
+    help_text = subprocess.run([sys.executable, "model/cnn.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert help_text.returncode == 0
+    for option in ("--backbone", "--input-size", "--epochs", "--batch-size", "--learning-rate",
+                   "--fine-tune-layers", "--weights", "--seed", "--folds", "--class-weight"):
+        assert option in help_text.stdout
+    proc = subprocess.run([sys.executable, "-m", "model.cnn", "--data", str(tiny_dataset), "--output", str(tmp_path),
+                           "--weights", str(tmp_path / "missing.h5"), "--input-size", "64", "--epochs", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "weights file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kfold_cross_validation_summarises_each_fold(tiny_dataset: Path, tmp_path: Path) -> None:
+    from model import cnn
+
+    assert cnn.main(["--data", str(tiny_dataset), "--output", str(tmp_path), "--backbone", "mobilenetv2",
+                     "--weights", "none", "--input-size", "32", "--epochs", "1", "--batch-size", "8",
+                     "--folds", "2"]) == 0
+    summary = json.loads((tmp_path / "folds_summary.json").read_text())
+    assert len(summary["validation_metrics"]["roc_auc"]["values"]) == 2
+    assert (tmp_path / "fold1" / "best_model.keras").is_file() and (tmp_path / "fold2" / "best_model.json").is_file()

@@ -1,0 +1,113 @@
+"""One preprocessing: decoding of every pixel format, bad input, scaling and train/serve identity."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.data import Sample, load_arrays
+from model.pipeline import make_dataset
+from model.preprocessing import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    ImageTooSmallError,
+    PreprocessSpec,
+    decode_gray,
+    preprocess_bytes,
+    resize_gray,
+    scale,
+)
+from tests.helpers import fixture_images
+
+XRAY_PATH = fixture_images()[0][0]
+
+
+def _encode(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def xray() -> Image.Image:
+    return Image.open(XRAY_PATH).convert("L")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "LA", "CMYK", "1"])
+def test_every_pixel_format_decodes_to_gray8(xray: Image.Image, mode: str) -> None:
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(xray, dtype=np.uint16) * 257)
+    else:
+        img = xray.convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    gray = decode_gray(_encode(img, fmt))
+    assert gray.dtype == np.uint8 and gray.shape == xray.size[::-1]
+    # every format keeps the picture (1-bit is dithered, so only roughly)
+    min_correlation = 0.4 if mode == "1" else 0.95
+    assert np.corrcoef(gray.ravel(), np.asarray(xray).ravel())[0, 1] > min_correlation
+
+
+def test_sixteen_bit_uses_full_range() -> None:
+    ramp = np.tile(np.linspace(1000, 3000, 64, dtype=np.uint16), (64, 1))
+    gray = decode_gray(_encode(Image.fromarray(ramp)))
+    assert gray.min() == 0 and gray.max() == 255
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (b"", ImageDecodeError),
+        (b"this is plain text, not an image", ImageDecodeError),
+        (XRAY_PATH.read_bytes()[:2000], ImageDecodeError),
+        (b"<html><body>hello</body></html>", ImageDecodeError),
+    ],
+    ids=["empty", "text", "truncated-jpeg", "html"],
+)
+def test_bad_bytes_raise_a_clear_error(data: bytes, error: type) -> None:
+    with pytest.raises(error):
+        decode_gray(data)
+
+
+def test_decompression_bomb_is_rejected() -> None:
+    bomb = _encode(Image.new("1", (12000, 12000)))  # small file, 144 megapixels
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageTooLargeError):
+        decode_gray(bomb)
+
+
+def test_tiny_image_is_rejected() -> None:
+    with pytest.raises(ImageTooSmallError):
+        decode_gray(_encode(Image.new("L", (1, 1))))
+
+
+@pytest.mark.parametrize("mode", ["squash", "pad", "crop"])
+def test_resize_modes_give_square_output(xray: Image.Image, mode: str) -> None:
+    out = resize_gray(np.asarray(xray), 96, mode)
+    assert out.shape == (96, 96) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "scaling, module",
+    [("caffe", "resnet50"), ("torch", "densenet"), ("tf", "mobilenet_v2"), ("raw", "efficientnet")],
+)
+def test_scaling_matches_keras_preprocess_input(scaling: str, module: str) -> None:
+    import keras
+
+    gray = np.random.default_rng(0).integers(0, 256, (2, 8, 8)).astype(np.float32)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    expected = getattr(keras.applications, module).preprocess_input(rgb.copy())
+    np.testing.assert_allclose(scale(gray, scaling), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("scaling", ["caffe", "tf"])
+def test_training_pipeline_and_serving_give_identical_tensors(scaling: str) -> None:
+    spec = PreprocessSpec(input_size=64, scaling=scaling)
+    samples = [Sample(path, int(label == "PNEUMONIA")) for path, label in fixture_images()[:4]]
+    images, labels, _ = load_arrays(samples, spec)
+    (batch, _), = make_dataset(images, labels, spec, batch_size=4).take(1).as_numpy_iterator()
+    served = np.stack([preprocess_bytes(s.path.read_bytes(), spec) for s in samples])
+    assert batch.shape == served.shape == (4, 64, 64, 3)
+    np.testing.assert_array_equal(batch, served)
