@@ -59,6 +59,24 @@ class ImageTooSmallError(ImageDecodeError):
     """The image is smaller than :data:`MIN_IMAGE_SIDE` on a side."""
 
 
+class UnsupportedFormatError(ImageDecodeError):
+    """The bytes are not JPEG, PNG or DICOM."""
+
+
+SUPPORTED_FORMATS = ("jpeg", "png", "dicom")
+
+
+def sniff_format(data: bytes) -> str | None:
+    """``jpeg``, ``png`` or ``dicom`` from the file's magic bytes, else None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[128:132] == b"DICM":
+        return "dicom"
+    return None
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """How raw bytes become model input; saved in the model metadata."""
@@ -98,38 +116,68 @@ def _to_gray8(img: Image.Image) -> Image.Image:
 
 
 def decode_gray(data: bytes) -> np.ndarray:
-    """Decode image bytes to a 2-D ``uint8`` grey array.
+    """Decode JPEG, PNG or DICOM bytes to a 2-D ``uint8`` grey array.
 
     Raises :class:`ImageDecodeError` (or a subclass) for anything that is not a
     readable image of a sensible size.
     """
     if not data:
         raise ImageDecodeError("empty file")
+    kind = sniff_format(data)
+    if kind is None:
+        raise UnsupportedFormatError("unsupported file type: expected a JPEG, PNG or DICOM image")
+    if kind == "dicom":
+        return decode_dicom(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ImageTooLargeError(
-                        f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels"
-                    )
+                _check_size(*img.size)
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 gray = _to_gray8(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image exceeds the pixel limit: {exc}") from exc
+    except ImageDecodeError:
+        raise
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError("not a recognised image format") from exc
+        raise ImageDecodeError(f"corrupt {kind.upper()} file: not decodable") from exc
     except (OSError, SyntaxError, ValueError, TypeError, EOFError) as exc:
-        if isinstance(exc, ImageDecodeError):
-            raise
-        raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
-    if min(gray.size) < MIN_IMAGE_SIDE:
-        raise ImageTooSmallError(
-            f"image of {gray.size[0]}x{gray.size[1]} pixels is too small; need at least {MIN_IMAGE_SIDE} px a side"
-        )
+        raise ImageDecodeError(f"corrupt or truncated {kind.upper()} file: {exc}") from exc
     return np.asarray(gray, dtype=np.uint8)
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLargeError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ImageTooSmallError(
+            f"image of {width}x{height} pixels is too small; need at least {MIN_IMAGE_SIDE} px a side"
+        )
+
+
+def decode_dicom(data: bytes) -> np.ndarray:
+    """DICOM bytes to ``uint8`` grey: rescale slope/intercept, VOI window, MONOCHROME1 inverted."""
+    import pydicom  # deferred: only DICOM uploads need it
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        _check_size(cols, rows)
+        pixels = ds.pixel_array
+        if pixels.ndim != 2:
+            raise ImageDecodeError(f"DICOM with pixel data of shape {pixels.shape}; expected one grey frame")
+        values = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float64)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # pydicom raises many types for malformed files
+        raise ImageDecodeError(f"unreadable DICOM file: {exc}") from exc
+    lo, hi = float(values.min()), float(values.max())
+    values = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
+        values = 255.0 - values
+    return np.round(values).astype(np.uint8)
 
 
 def resize_gray(gray: np.ndarray, size: int, mode: str = "squash") -> np.ndarray:

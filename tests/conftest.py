@@ -46,7 +46,6 @@ class RedisServer:
         if self.proc:
             stop(self.proc)
 
-
 @pytest.fixture()
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server per test."""

@@ -47,3 +47,34 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 def fixture_images() -> list[tuple[Path, str]]:
     """The committed real X-rays with their labels."""
     return [(p, label) for label in ("NORMAL", "PNEUMONIA") for p in sorted((XRAYS / label).glob("*.jpeg"))]
+
+
+def make_dicom(pixels: "np.ndarray", photometric: str = "MONOCHROME2", slope: float = 1.0,
+               intercept: float = 0.0) -> bytes:
+    """A minimal valid DICOM file (Secondary Capture) holding one grey frame."""
+    import io
+
+    import numpy as np
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    bits = 16 if pixels.dtype == np.uint16 else 8
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.PixelData = pixels.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

@@ -111,3 +111,29 @@ def test_training_pipeline_and_serving_give_identical_tensors(scaling: str) -> N
     served = np.stack([preprocess_bytes(s.path.read_bytes(), spec) for s in samples])
     assert batch.shape == served.shape == (4, 64, 64, 3)
     np.testing.assert_array_equal(batch, served)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_dicom_sixteen_bit_with_rescale_and_inversion(xray: Image.Image, photometric: str) -> None:
+    from tests.helpers import make_dicom
+
+    original = np.asarray(xray)
+    stored = original.astype(np.uint16) * 16  # 12-bit range in 16-bit words
+    if photometric == "MONOCHROME1":
+        stored = (4095 - stored).astype(np.uint16)  # bright means low attenuation
+    gray = decode_gray(make_dicom(stored, photometric, slope=2.0, intercept=-100.0))
+    assert gray.shape == original.shape and gray.dtype == np.uint8
+    assert np.corrcoef(gray.ravel(), original.ravel())[0, 1] > 0.99  # same orientation after inversion
+
+
+def test_malformed_dicom_is_a_decode_error() -> None:
+    data = b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage" * 10
+    with pytest.raises(ImageDecodeError):
+        decode_gray(data)
+
+
+def test_unsupported_format_is_named() -> None:
+    from model.preprocessing import UnsupportedFormatError
+
+    with pytest.raises(UnsupportedFormatError, match="JPEG, PNG or DICOM"):
+        decode_gray(_encode(Image.new("L", (64, 64)), "BMP"))

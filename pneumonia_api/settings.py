@@ -1,0 +1,34 @@
+"""API configuration from environment variables (documented in the README)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.store import DEFAULT_TTL_SECONDS
+from pneumonia_common.env import env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Every knob of the API, with safe defaults."""
+
+    model_path: str = "models/best_model.keras"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: str = ""
+    redis_timeout_seconds: float = 0.5
+    api_token: str = ""
+    result_ttl_seconds: int = DEFAULT_TTL_SECONDS
+    max_upload_bytes: int = 20 * 1024 * 1024
+    results_limit_max: int = 200
+
+    @classmethod
+    def from_env(cls) -> "ApiSettings":
+        return cls(
+            model_path=env_str("MODEL_PATH", cls.model_path),
+            redis_url=env_str("REDIS_URL", cls.redis_url),
+            redis_password=env_str("REDIS_PASSWORD"),
+            redis_timeout_seconds=env_float("REDIS_TIMEOUT_SECONDS", cls.redis_timeout_seconds),
+            api_token=env_str("API_TOKEN"),
+            result_ttl_seconds=env_int("RESULT_TTL_SECONDS", cls.result_ttl_seconds),
+            max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+        )
