@@ -20,13 +20,13 @@ system-deps:
 	scripts/install_system_deps.sh
 
 up: system-deps venv
-	scripts/stack.sh up
+	$(PY) -m scripts.stack up
 
 down:
-	scripts/stack.sh down
+	$(PY) -m scripts.stack down
 
 status:
-	scripts/stack.sh status
+	$(PY) -m scripts.stack status
 
 test: venv
 	$(PY) -m pytest

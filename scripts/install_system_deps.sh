@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(redis-server nginx prometheus prometheus-node-exporter chromium chromium-driver
-          shellcheck python3-venv curl)
+          shellcheck python3-venv curl
+          prometheus-redis-exporter prometheus-nginx-exporter)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -18,6 +19,6 @@ echo "installing: ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts these daemons on install; the stack and the tests run their own copies.
-for svc in redis-server nginx prometheus prometheus-node-exporter; do
+for svc in redis-server nginx prometheus prometheus-node-exporter prometheus-redis-exporter prometheus-nginx-exporter; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

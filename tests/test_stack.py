@@ -1,0 +1,132 @@
+"""Integration: the real stack (redis-server, gunicorn API + UI, nginx, Prometheus, exporters) on free ports.
+
+Uploads real X-rays through Nginx -> UI -> API, checks Redis, the public surface of Nginx,
+Prometheus's targets, and that ``down`` leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+import requests
+
+from model.store import ResultStore
+from scripts.stack import Stack, StackConfig
+from tests.helpers import fixture_images, free_port, wait_for
+
+XRAY, XRAY_LABEL = fixture_images()[-1]
+PORTS = ("http_port", "api_port", "ui_port", "redis_port", "prometheus_port", "node_exporter_port",
+         "redis_exporter_port", "nginx_exporter_port", "nginx_status_port")
+
+
+def _free_ports() -> dict[str, int]:
+    return {name: free_port() for name in PORTS}
+
+
+@pytest.fixture(scope="module")
+def stack(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(run_dir=tmp_path_factory.mktemp("stack"), model_path=shipped_model, api_workers=2,
+                         rate_limit="50r/s", rate_burst=100, **_free_ports())
+    stack = Stack(config)
+    stack.up()
+    yield stack
+    stack.down()
+
+
+def _token(stack: Stack) -> str:
+    return stack.secrets()["API_TOKEN"]
+
+
+def _store(stack: Stack) -> ResultStore:
+    client = redis.Redis(port=stack.config.redis_port, password=stack.secrets()["REDIS_PASSWORD"],
+                         decode_responses=True)
+    return ResultStore(client)
+
+
+def _csrf(session: requests.Session, url: str) -> str:
+    page = session.get(url, timeout=10).text
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_upload_through_the_ui_form_lands_in_redis(stack: Stack) -> None:
+    session = requests.Session()
+    token = _csrf(session, stack.config.url)
+    with XRAY.open("rb") as fh:
+        resp = session.post(stack.config.url + "predict", data={"csrf_token": token},
+                            files={"file": (XRAY.name, fh, "image/jpeg")}, timeout=60)
+    assert resp.status_code == 200, resp.text[:500]
+    assert "decision support, not a diagnosis" in resp.text
+    assert 'id="heatmap"' in resp.text
+    result_id = re.search(r'id="result-id">([0-9a-f]{32})<', resp.text).group(1)
+    label = re.search(r'id="label">(\w+)<', resp.text).group(1)
+    stored = _store(stack).get(result_id)
+    assert stored is not None and stored.label == label and stored.source == "api"
+    history = session.get(stack.config.url + "results", timeout=10)
+    assert result_id in history.text
+    assert session.get(stack.config.url + f"results/{result_id}", timeout=10).status_code == 200
+
+
+def test_api_through_nginx_needs_the_token(stack: Stack) -> None:
+    url = stack.config.url + "api/predict"
+    ok = requests.post(url, files={"file": XRAY.read_bytes()}, headers={"Authorization": f"Bearer {_token(stack)}"},
+                       timeout=60)
+    assert ok.status_code == 200 and ok.json()["stored"] is True
+    assert _store(stack).get(ok.json()["id"]).label == ok.json()["label"]
+    assert requests.post(url, files={"file": XRAY.read_bytes()}, timeout=30).status_code == 401
+
+
+def test_ui_form_without_csrf_token_is_refused(stack: Stack) -> None:
+    resp = requests.post(stack.config.url + "predict", files={"file": XRAY.read_bytes()}, timeout=30)
+    assert resp.status_code == 400 and "security token" in resp.text
+
+
+def test_private_endpoints_are_not_exposed(stack: Stack) -> None:
+    for path in ("metrics", "api/metrics"):
+        assert requests.get(stack.config.url + path, timeout=10).status_code == 404
+    headers = requests.get(stack.config.url, timeout=10).headers
+    assert headers["X-Content-Type-Options"] == "nosniff" and "nginx/" not in headers.get("Server", "")
+
+
+def test_nginx_rejects_an_upload_over_the_limit(stack: Stack) -> None:
+    big = b"\xff\xd8\xff" + os.urandom(stack.config.max_upload_mb * 2**20 + 1024)
+    resp = requests.post(stack.config.url + "api/predict", data=big,
+                         headers={"Authorization": f"Bearer {_token(stack)}"}, timeout=60)
+    assert resp.status_code == 413
+
+
+def test_prometheus_scrapes_every_target(stack: Stack) -> None:
+    url = f"http://127.0.0.1:{stack.config.prometheus_port}/api/v1/targets"
+
+    def health() -> dict[str, str]:
+        targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
+        return {t["labels"]["job"]: f"{t['health']} {t.get('lastError', '')}".strip() for t in targets}
+
+    try:
+        wait_for(lambda: set(health().values()) == {"up"} and len(health()) == 6, 45, "Prometheus targets")
+    except TimeoutError:
+        pytest.fail(f"targets not all up: {health()}")
+
+
+def test_stack_up_is_idempotent_and_status_is_healthy(stack: Stack, capsys: pytest.CaptureFixture) -> None:
+    stack.up()
+    assert "already running" in capsys.readouterr().out
+    assert stack.status()
+
+
+def test_down_leaves_no_process(shipped_model: Path, tmp_path: Path) -> None:
+    stack = Stack(StackConfig(run_dir=tmp_path / "run", model_path=shipped_model, api_workers=1, **_free_ports()))
+    stack.up()
+    pids = [int(p.read_text()) for p in (tmp_path / "run" / "pids").glob("*.pid")]
+    assert len(pids) == 8
+    stack.down()
+    time.sleep(0.5)
+    for pid in pids:  # each service is its own process group: workers included
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+    assert not list((tmp_path / "run" / "pids").glob("*.pid"))
