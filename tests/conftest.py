@@ -14,6 +14,7 @@ import redis
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+from scripts.stack import Stack, StackConfig  # noqa: E402
 from tests.helpers import REPO, XRAYS, free_port, stop, wait_for  # noqa: E402
 
 
@@ -82,3 +83,21 @@ def shipped_model() -> Path:
     path = Path(os.environ.get("MODEL_PATH", REPO / "models" / "best_model.keras"))
     assert path.is_file(), f"shipped model missing: {path}"
     return path
+
+
+PORTS = ("http_port", "api_port", "ui_port", "redis_port", "prometheus_port", "node_exporter_port",
+         "redis_exporter_port", "nginx_exporter_port", "nginx_status_port")
+
+
+def free_ports() -> dict[str, int]:
+    return {name: free_port() for name in PORTS}
+
+
+@pytest.fixture(scope="session")
+def stack(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(run_dir=tmp_path_factory.mktemp("stack"), model_path=shipped_model, api_workers=2,
+                         rate_limit="50r/s", rate_burst=100, **free_ports())
+    stack = Stack(config)
+    stack.up()
+    yield stack
+    stack.down()

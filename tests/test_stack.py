@@ -10,7 +10,6 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
@@ -18,27 +17,10 @@ import requests
 
 from model.store import ResultStore
 from scripts.stack import Stack, StackConfig
-from tests.helpers import fixture_images, free_port, wait_for
+from tests.conftest import free_ports
+from tests.helpers import fixture_images, wait_for
 
 XRAY, XRAY_LABEL = fixture_images()[-1]
-PORTS = ("http_port", "api_port", "ui_port", "redis_port", "prometheus_port", "node_exporter_port",
-         "redis_exporter_port", "nginx_exporter_port", "nginx_status_port")
-
-
-def _free_ports() -> dict[str, int]:
-    return {name: free_port() for name in PORTS}
-
-
-@pytest.fixture(scope="module")
-def stack(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    config = StackConfig(run_dir=tmp_path_factory.mktemp("stack"), model_path=shipped_model, api_workers=2,
-                         rate_limit="50r/s", rate_burst=100, **_free_ports())
-    stack = Stack(config)
-    stack.up()
-    yield stack
-    stack.down()
-
-
 def _token(stack: Stack) -> str:
     return stack.secrets()["API_TOKEN"]
 
@@ -120,7 +102,7 @@ def test_stack_up_is_idempotent_and_status_is_healthy(stack: Stack, capsys: pyte
 
 
 def test_down_leaves_no_process(shipped_model: Path, tmp_path: Path) -> None:
-    stack = Stack(StackConfig(run_dir=tmp_path / "run", model_path=shipped_model, api_workers=1, **_free_ports()))
+    stack = Stack(StackConfig(run_dir=tmp_path / "run", model_path=shipped_model, api_workers=1, **free_ports()))
     stack.up()
     pids = [int(p.read_text()) for p in (tmp_path / "run" / "pids").glob("*.pid")]
     assert len(pids) == 8

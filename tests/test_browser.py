@@ -1,0 +1,60 @@
+"""A real browser: headless Chromium drives the UI through Nginx, upload -> result page with heat-map."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from scripts.stack import Stack
+from tests.helpers import REPO, fixture_images
+
+SCREENSHOTS = REPO / "documentation" / "screenshots"
+
+
+@pytest.fixture()
+def browser() -> Iterator["object"]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--user-data-dir={profile}", "--window-size=1100,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                              options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    xray, _ = fixture_images()[-1]
+    browser.get(stack.config.url)
+    assert "Upload a chest X-ray" in browser.page_source
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "ui_upload.png"))
+    browser.find_element(By.ID, "file").send_keys(str(xray))
+    assert browser.find_element(By.ID, "drop-text").text == xray.name
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.ID, "verdict")))
+    label = browser.find_element(By.ID, "label").text
+    assert label in ("NORMAL", "PNEUMONIA")
+    heatmap = browser.find_element(By.ID, "heatmap")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) > 0
+    assert "not a diagnosis" in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "ui_result.png"))
+    result_id = browser.find_element(By.ID, "result-id").text
+    browser.find_element(By.LINK_TEXT, "Recent results").click()
+    assert result_id in browser.page_source
