@@ -169,6 +169,7 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
     plots.training_curves(history.history, out / "training_curves.png")
 
     best = keras.saving.load_model(model_path, compile=False)
+    best.save(model_path)  # without the optimizer state: a third of the size, all inference needs
     val_prob = _predict(best, x_val, spec)
     threshold = choose_threshold(y_val, val_prob, config.min_sensitivity)
     val_metrics = binary_metrics(y_val, val_prob, threshold)

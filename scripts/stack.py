@@ -9,7 +9,6 @@ Every process is started in its own session with a pid file and a log in the run
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 import requests
+
+from deploy.provision.write_targets import write_targets
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -172,10 +173,7 @@ class Stack:
             "redis": [(f"127.0.0.1:{c.redis_exporter_port}", "api")],
             "nginx": [(f"127.0.0.1:{c.nginx_exporter_port}", "nginx")],
         }
-        (prom / "targets").mkdir(exist_ok=True)
-        for job, hosts in targets.items():
-            entries = [{"targets": [t], "labels": {"role": role}} for t, role in hosts]
-            (prom / "targets" / f"{job}.json").write_text(json.dumps(entries, indent=2) + "\n")
+        write_targets(prom / "targets", targets)
 
     def _nginx_temp(self) -> Path:
         """Where Nginx workers buffer request bodies: they drop root, so as root this is a

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Provision one host of the pneumonia platform for its role (nginx, ui, api, monitoring, training).
+# Run by the AWS user_data after it wrote /etc/pneumonia/host.env and cloned the repository to
+# /opt/pneumonia. Every config file comes from deploy/ in this repository, as for `make up`.
+set -euo pipefail
+
+REPO=${REPO:-/opt/pneumonia}
+SETTINGS=${SETTINGS:-/etc/pneumonia/host.env}
+# shellcheck source=/dev/null
+source "$SETTINGS"
+export DEBIAN_FRONTEND=noninteractive
+VENV=$REPO/.venv
+
+log() { echo "[provision $ROLE] $*"; }
+
+secret() {  # secret NAME -> value from SSM Parameter Store (SecureString)
+  aws ssm get-parameter --region "$AWS_REGION" --with-decryption --name "$SSM_PREFIX/$1" \
+    --query Parameter.Value --output text
+}
+
+render() {  # render TEMPLATE DEST VAR...: envsubst with only the named variables
+  local template=$1 dest=$2 vars=""
+  shift 2
+  for v in "$@"; do vars="$vars \${$v}"; done
+  install -d "$(dirname "$dest")"
+  envsubst "$vars" <"$template" >"$dest"
+}
+
+servers() {  # servers "ip:port ip:port" -> "server ip:port; server ip:port;"
+  local out=""
+  for s in $1; do out="$out server $s;"; done
+  echo "$out"
+}
+
+common() {
+  log "base packages"
+  apt-get update -qq
+  apt-get install -y -qq gettext-base curl prometheus-node-exporter python3-venv python3-pip
+  command -v aws >/dev/null || snap install aws-cli --classic
+  systemctl enable --now prometheus-node-exporter
+  id pneumonia >/dev/null 2>&1 || useradd --system --home-dir "$REPO" --shell /usr/sbin/nologin pneumonia
+}
+
+python_env() {
+  log "python virtual environment"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$REPO/requirements.txt"
+  chown -R pneumonia:pneumonia "$REPO"
+}
+
+unit() {  # unit NAME: install deploy/systemd/NAME.service and start it
+  install -m 0644 "$REPO/deploy/systemd/$1.service" "/etc/systemd/system/$1.service"
+  systemctl daemon-reload
+  systemctl enable --now "$1"
+}
+
+role_nginx() {
+  apt-get install -y -qq nginx prometheus-nginx-exporter
+  export NGINX_LISTEN=80 STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40
+  UI_SERVERS_RENDERED=$(servers "$UI_SERVERS")
+  API_SERVERS_RENDERED=$(servers "$API_SERVERS")
+  export UI_SERVERS=$UI_SERVERS_RENDERED API_SERVERS=$API_SERVERS_RENDERED
+  GRAFANA_LOCATION="location /grafana/ { proxy_set_header Host \$host; proxy_pass http://$MONITORING_IP:3000; }"
+  export GRAFANA_LOCATION MAX_UPLOAD_MB
+  render "$REPO/deploy/nginx/pneumonia.conf.tmpl" /etc/nginx/conf.d/pneumonia.conf \
+    NGINX_LISTEN UI_SERVERS API_SERVERS MAX_UPLOAD_MB RATE_LIMIT RATE_BURST STATUS_LISTEN GRAFANA_LOCATION
+  rm -f /etc/nginx/sites-enabled/default
+  nginx -t
+  systemctl enable --now nginx && systemctl reload nginx
+  echo 'ARGS="-web.listen-address=:9113 -nginx.scrape-uri=http://127.0.0.1:8081/stub_status"' \
+    >/etc/default/prometheus-nginx-exporter
+  systemctl restart prometheus-nginx-exporter
+}
+
+role_ui() {
+  python_env
+  umask 077
+  cat >/etc/pneumonia/ui.env <<ENV
+API_URLS=$(for s in $API_SERVERS; do printf 'http://%s,' "$s"; done | sed 's/,$//')
+API_TOKEN=$(secret api_token)
+FLASK_SECRET_KEY=$(secret flask_secret_key)
+UI_BIND=0.0.0.0:5001
+MAX_UPLOAD_BYTES=$((MAX_UPLOAD_MB * 1048576))
+PROMETHEUS_MULTIPROC_DIR=/run/pneumonia-ui/metrics
+ENV
+  unit pneumonia-ui
+}
+
+role_api() {
+  python_env
+  umask 077
+  local redis_password
+  redis_password=$(secret redis_password)
+  if [ "$USE_ELASTICACHE" != "true" ]; then
+    apt-get install -y -qq redis-server
+    systemctl disable --now redis-server || true
+    REDIS_BIND="127.0.0.1 $(hostname -I | awk '{print $1}')"
+    export REDIS_BIND REDIS_PORT=6379 REDIS_DIR=/var/lib/redis
+    export REDIS_PASSWORD=$redis_password
+    render "$REPO/deploy/redis/redis.conf.tmpl" /etc/pneumonia/redis.conf REDIS_BIND REDIS_PORT REDIS_PASSWORD REDIS_DIR
+    chown redis:redis /etc/pneumonia/redis.conf
+    unit pneumonia-redis
+  fi
+  apt-get install -y -qq prometheus-redis-exporter
+  cat >/etc/default/prometheus-redis-exporter <<ENV
+ARGS="-web.listen-address=:9121 -redis.addr=${REDIS_URL%/0}"
+REDIS_PASSWORD=$redis_password
+ENV
+  systemctl restart prometheus-redis-exporter
+  cat >/etc/pneumonia/api.env <<ENV
+MODEL_PATH=/var/lib/pneumonia/models/best_model.keras
+REDIS_URL=$REDIS_URL
+REDIS_PASSWORD=$redis_password
+API_TOKEN=$(secret api_token)
+API_BIND=0.0.0.0:5000
+RESULT_TTL_SECONDS=$RESULT_TTL_SECONDS
+MAX_UPLOAD_BYTES=$((MAX_UPLOAD_MB * 1048576))
+MODEL_BUCKET=$MODEL_BUCKET
+PROMETHEUS_MULTIPROC_DIR=/run/pneumonia-api/metrics
+ENV
+  install -d -o pneumonia -g pneumonia /var/lib/pneumonia/models
+  install -m 0755 "$REPO/deploy/provision/model_sync.sh" /usr/local/bin/pneumonia-model-sync
+  /usr/local/bin/pneumonia-model-sync
+  unit pneumonia-api
+  # `systemctl start pneumonia-model-reload` (e.g. through `aws ssm send-command`) pulls the latest model.
+  install -m 0644 "$REPO/deploy/systemd/pneumonia-model-reload.service" /etc/systemd/system/
+  systemctl daemon-reload
+}
+
+role_monitoring() {
+  apt-get install -y -qq prometheus apt-transport-https gnupg
+  install -d /etc/prometheus/rules /etc/prometheus/targets
+  cp "$REPO/deploy/prometheus/prometheus.yml" /etc/prometheus/prometheus.yml
+  cp "$REPO"/deploy/prometheus/rules/*.yml /etc/prometheus/rules/
+  "$REPO/deploy/provision/write_targets.py" /etc/prometheus/targets \
+    "prometheus=127.0.0.1:9090=monitoring" "node=$NODE_TARGETS" "api=$API_TARGETS" "ui=$UI_TARGETS" \
+    "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS"
+  promtool check config /etc/prometheus/prometheus.yml
+  systemctl enable --now prometheus && systemctl reload prometheus
+  # Grafana is not in Ubuntu's archive: its own apt repository.
+  curl -fsSL https://apt.grafana.com/gpg.key | gpg --dearmor -o /usr/share/keyrings/grafana.gpg
+  echo "deb [signed-by=/usr/share/keyrings/grafana.gpg] https://apt.grafana.com stable main" \
+    >/etc/apt/sources.list.d/grafana.list
+  apt-get update -qq && apt-get install -y -qq grafana
+  cp -r "$REPO/deploy/grafana/provisioning/." /etc/grafana/provisioning/
+  install -d /var/lib/grafana/dashboards && cp "$REPO"/deploy/grafana/dashboards/*.json /var/lib/grafana/dashboards/
+  umask 077
+  cat >/etc/default/grafana-server.pneumonia <<ENV
+GF_SECURITY_ADMIN_PASSWORD=$(secret grafana_admin_password)
+GF_SERVER_ROOT_URL=%(protocol)s://%(domain)s/grafana/
+GF_SERVER_SERVE_FROM_SUB_PATH=true
+GF_AUTH_ANONYMOUS_ENABLED=false
+GF_USERS_ALLOW_SIGN_UP=false
+ENV
+  install -d /etc/systemd/system/grafana-server.service.d
+  printf '[Service]\nEnvironmentFile=/etc/default/grafana-server.pneumonia\n' \
+    >/etc/systemd/system/grafana-server.service.d/pneumonia.conf
+  systemctl daemon-reload && systemctl enable --now grafana-server && systemctl restart grafana-server
+}
+
+role_training() {
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  # The GPU build of the same TensorFlow release instead of tensorflow-cpu.
+  grep -v '^tensorflow-cpu' "$REPO/requirements.txt" >/tmp/requirements-gpu.txt
+  "$VENV/bin/pip" install -q -r /tmp/requirements-gpu.txt "tensorflow[and-cuda]==2.21.0"
+  "$REPO/scripts/download_data.sh" /var/lib/pneumonia/data
+  cd "$REPO"
+  # shellcheck disable=SC2086 # TRAINING_ARGS is a list of options
+  "$VENV/bin/python" -m model.cnn --data /var/lib/pneumonia/data/chest_xray --output /var/lib/pneumonia/output $TRAINING_ARGS
+  aws s3 cp /var/lib/pneumonia/output/best_model.keras "s3://$MODEL_BUCKET/models/latest/best_model.keras"
+  aws s3 cp /var/lib/pneumonia/output/best_model.json "s3://$MODEL_BUCKET/models/latest/best_model.json"
+  log "model uploaded to s3://$MODEL_BUCKET/models/latest/"
+}
+
+common
+"role_$ROLE"
+log "done"

@@ -1,0 +1,99 @@
+data "aws_ami" "ubuntu" {
+  most_recent = true
+  owners      = ["099720109477"] # Canonical
+
+  filter {
+    name   = "name"
+    values = ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
+  }
+  filter {
+    name   = "virtualization-type"
+    values = ["hvm"]
+  }
+}
+
+data "aws_ami" "deep_learning" {
+  most_recent = true
+  owners      = ["amazon"]
+
+  filter {
+    name   = "name"
+    values = ["Deep Learning OSS Nvidia Driver AMI GPU TensorFlow * (Ubuntu 22.04) *"]
+  }
+  filter {
+    name   = "architecture"
+    values = ["x86_64"]
+  }
+}
+
+locals {
+  redis_url = var.use_elasticache ? "rediss://${aws_elasticache_replication_group.this[0].primary_endpoint_address}:6379/0" : "redis://${local.redis_ip}:6379/0"
+
+  # Everything a host's provisioning needs; peers' addresses come from local.hosts.
+  user_data = {
+    for key, host in local.hosts : key => templatefile("${path.module}/templates/user_data.sh.tftpl", {
+      role            = host.role
+      host_name       = key
+      repo_url        = var.repo_url
+      repo_branch     = var.repo_branch
+      region          = var.region
+      ssm_prefix      = local.ssm_prefix
+      model_bucket    = aws_s3_bucket.models.bucket
+      ui_servers      = join(" ", ["${local.hosts.ui.ip}:5001"])
+      api_servers     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
+      monitoring_ip   = local.hosts.monitoring.ip
+      redis_url       = local.redis_url
+      use_elasticache = var.use_elasticache
+      max_upload_mb   = var.max_upload_mb
+      result_ttl      = var.result_ttl_days * 86400
+      training_args   = var.training_args
+      node_targets    = join(" ", [for k, h in local.hosts : "${h.ip}:9100=${h.role}"])
+      ui_targets      = "${local.hosts.ui.ip}:5001"
+      api_targets     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
+      redis_targets   = "${local.redis_ip}:9121"
+      nginx_targets   = "${local.hosts.nginx.ip}:9113"
+    })
+  }
+}
+
+resource "aws_instance" "host" {
+  for_each = local.hosts
+
+  ami                    = each.value.role == "training" ? data.aws_ami.deep_learning.id : data.aws_ami.ubuntu.id
+  instance_type          = var.instance_types[each.value.role]
+  subnet_id              = each.value.subnet_id
+  private_ip             = each.value.ip
+  vpc_security_group_ids = [aws_security_group.role[each.value.role].id]
+  key_name               = aws_key_pair.this.key_name
+  iam_instance_profile   = aws_iam_instance_profile.host[each.value.role].name
+  monitoring             = var.detailed_monitoring
+  ebs_optimized          = true
+  user_data              = local.user_data[each.key]
+
+  user_data_replace_on_change = true
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  root_block_device {
+    volume_type           = "gp3"
+    volume_size           = each.value.role == "training" ? 100 : var.root_volume_size_gb
+    encrypted             = true
+    kms_key_id            = aws_kms_key.this.arn
+    delete_on_termination = true
+  }
+
+  tags = { Name = "${local.name}-${each.key}", Role = each.value.role }
+
+  depends_on = [aws_nat_gateway.this, aws_route_table_association.private]
+}
+
+# The one public address: Nginx.
+resource "aws_eip" "nginx" {
+  domain   = "vpc"
+  instance = aws_instance.host["nginx"].id
+  tags     = { Name = "${local.name}-nginx" }
+}

@@ -1,0 +1,45 @@
+output "public_url" {
+  description = "The platform's URL (Nginx)."
+  value       = "http://${aws_eip.nginx.public_ip}/"
+}
+
+output "grafana_url" {
+  description = "Grafana behind Nginx (Grafana login; admin password in SSM at <prefix>/grafana_admin_password)."
+  value       = "http://${aws_eip.nginx.public_ip}/grafana/"
+}
+
+output "private_ips" {
+  description = "Private IP of every host, by host name."
+  value       = { for k, h in local.hosts : k => h.ip }
+}
+
+output "model_bucket" {
+  description = "S3 bucket of the model artifacts."
+  value       = aws_s3_bucket.models.bucket
+}
+
+output "secrets_ssm_prefix" {
+  description = "SSM Parameter Store prefix of the generated secrets (SecureString)."
+  value       = local.ssm_prefix
+}
+
+output "ssm_commands" {
+  description = "Shell on each host through AWS Systems Manager (no open SSH port needed)."
+  value       = { for k, i in aws_instance.host : k => "aws ssm start-session --region ${var.region} --target ${i.id}" }
+}
+
+output "ssh_commands" {
+  description = "SSH to each host through the Nginx bastion (only when admin_ssh_cidrs is set)."
+  value = length(var.admin_ssh_cidrs) == 0 ? {} : {
+    for k, h in local.hosts : k => (
+      k == "nginx"
+      ? "ssh -i ${var.private_key_path} ubuntu@${aws_eip.nginx.public_ip}"
+      : "ssh -i ${var.private_key_path} -J ubuntu@${aws_eip.nginx.public_ip} ubuntu@${h.ip}"
+    )
+  }
+}
+
+output "redis_endpoint" {
+  description = "Redis URL used by the API hosts."
+  value       = local.redis_url
+}

@@ -1,0 +1,198 @@
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must look like eu-west-1 or us-gov-west-1."
+  }
+}
+
+variable "project_name" {
+  description = "Name prefix of every resource."
+  type        = string
+  default     = "pneumonia"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,20}$", var.project_name))
+    error_message = "project_name: 3-21 lower-case letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC."
+  type        = string
+  default     = "10.20.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 24
+    error_message = "vpc_cidr must be a valid IPv4 CIDR of /24 or larger."
+  }
+}
+
+variable "public_subnet_cidrs" {
+  description = "Public subnets, one per availability zone (Nginx and the NAT gateways live here)."
+  type        = list(string)
+  default     = ["10.20.0.0/24", "10.20.1.0/24"]
+
+  validation {
+    condition     = length(var.public_subnet_cidrs) >= 2 && alltrue([for c in var.public_subnet_cidrs : can(cidrhost(c, 0))])
+    error_message = "Give at least two valid public subnet CIDRs (two availability zones)."
+  }
+}
+
+variable "private_subnet_cidrs" {
+  description = "Private subnets, one per availability zone (UI, API, Redis, monitoring, training)."
+  type        = list(string)
+  default     = ["10.20.10.0/24", "10.20.11.0/24"]
+
+  validation {
+    condition     = length(var.private_subnet_cidrs) >= 2 && alltrue([for c in var.private_subnet_cidrs : can(cidrhost(c, 0))])
+    error_message = "Give at least two valid private subnet CIDRs (two availability zones)."
+  }
+}
+
+variable "nat_gateway_per_az" {
+  description = "One NAT gateway per availability zone (resilient) instead of one shared NAT gateway (cheaper)."
+  type        = bool
+  default     = false
+}
+
+variable "admin_ssh_cidrs" {
+  description = "CIDRs allowed to SSH to the Nginx host (the bastion). Empty: no SSH at all, use AWS Systems Manager."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.admin_ssh_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "admin_ssh_cidrs must be valid CIDRs and never 0.0.0.0/0."
+  }
+}
+
+variable "key_name" {
+  description = "Name of the EC2 key pair created by Terraform."
+  type        = string
+  default     = "mykey"
+}
+
+variable "private_key_path" {
+  description = "Where the generated private key is written (mode 0400); it is never printed."
+  type        = string
+  default     = "mykey.pem"
+}
+
+variable "instance_types" {
+  description = "EC2 instance type per role."
+  type = object({
+    nginx      = string
+    ui         = string
+    api        = string
+    monitoring = string
+    training   = string
+  })
+  default = {
+    nginx      = "t3.small"
+    ui         = "t3.small"
+    api        = "c6i.xlarge"
+    monitoring = "t3.medium"
+    training   = "p3.2xlarge"
+  }
+}
+
+variable "api_instance_count" {
+  description = "Number of API hosts; the UI and Nginx spread requests over all of them."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.api_instance_count >= 1 && var.api_instance_count <= 8 && floor(var.api_instance_count) == var.api_instance_count
+    error_message = "api_instance_count must be a whole number from 1 to 8."
+  }
+}
+
+variable "enable_training_instance" {
+  description = "Create the GPU training host (it trains at boot, uploads the model to S3, and can be stopped afterwards)."
+  type        = bool
+  default     = true
+}
+
+variable "use_elasticache" {
+  description = "Use an ElastiCache replication group (auth token, TLS) instead of Redis on the API host."
+  type        = bool
+  default     = false
+}
+
+variable "elasticache_node_type" {
+  description = "Node type of the ElastiCache replication group."
+  type        = string
+  default     = "cache.t4g.small"
+}
+
+variable "detailed_monitoring" {
+  description = "Enable EC2 detailed (1-minute) CloudWatch monitoring."
+  type        = bool
+  default     = false
+}
+
+variable "root_volume_size_gb" {
+  description = "Root volume size (GiB) of the non-GPU hosts; the training host gets 100 GiB."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.root_volume_size_gb >= 20 && var.root_volume_size_gb <= 500
+    error_message = "root_volume_size_gb must be between 20 and 500."
+  }
+}
+
+variable "repo_url" {
+  description = "Git URL of this repository, cloned by every host's user_data."
+  type        = string
+  default     = "https://github.com/example/pneumonia-platform.git"
+
+  validation {
+    condition     = can(regex("^(https://|git@)", var.repo_url))
+    error_message = "repo_url must be an https:// or git@ URL."
+  }
+}
+
+variable "repo_branch" {
+  description = "Branch or tag checked out on every host."
+  type        = string
+  default     = "main"
+}
+
+variable "training_args" {
+  description = "Arguments of python -m model.cnn on the training host (ImageNet weights are the default on AWS)."
+  type        = string
+  default     = "--backbone resnet50 --weights imagenet --epochs 15"
+}
+
+variable "result_ttl_days" {
+  description = "How many days prediction results are kept in Redis."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.result_ttl_days >= 1 && var.result_ttl_days <= 3650
+    error_message = "result_ttl_days must be between 1 and 3650."
+  }
+}
+
+variable "max_upload_mb" {
+  description = "Upload limit in MB, applied by Nginx, the UI and the API alike."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.max_upload_mb >= 1 && var.max_upload_mb <= 100
+    error_message = "max_upload_mb must be between 1 and 100."
+  }
+}
