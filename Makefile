@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHECKOV_STAMP := .venv-checkov/.installed
 
 .PHONY: up down status test venv system-deps train clean
 
@@ -13,6 +14,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install -q --upgrade pip
+	.venv-checkov/bin/python -m pip install -q -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
 
 venv: $(STAMP)
 
@@ -28,7 +35,7 @@ down:
 status:
 	$(PY) -m scripts.stack status
 
-test: venv
+test: venv $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
 train: venv

@@ -57,6 +57,7 @@ locals {
 }
 
 resource "aws_instance" "host" {
+  #checkov:skip=CKV_AWS_126:detailed monitoring is the detailed_monitoring variable (off by default: it costs extra; Prometheus covers the hosts)
   for_each = local.hosts
 
   ami                    = each.value.role == "training" ? data.aws_ami.deep_learning.id : data.aws_ami.ubuntu.id

@@ -1,0 +1,211 @@
+"""Static checks of terraform/: topology rules parsed with python-hcl2, checkov, shellcheck, user_data rendering.
+
+No AWS account and no terraform binary are needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from tests.helpers import REPO
+
+TF = REPO / "terraform"
+TEMPLATES = sorted((TF / "templates").glob("*.tftpl"))
+SHELL_SCRIPTS = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("deploy/provision/*.sh"), REPO / ".ci" / "run"])
+
+
+def _unquote(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if isinstance(value, dict):
+        return {_unquote(k): _unquote(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    return value
+
+
+def _load(path: Path) -> dict[str, Any]:
+    with path.open() as fh:
+        return _unquote(hcl2.load(fh))
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict[str, dict[str, Any]]:
+    return {p.name: _load(p) for p in sorted(TF.glob("*.tf"))}
+
+
+def _resources(tf: dict, kind: str) -> dict[str, dict]:
+    found = {}
+    for doc in tf.values():
+        for block in doc.get("resource", []):
+            for name, body in block.get(kind, {}).items():
+                found[name] = body
+    return found
+
+
+def _locals(tf: dict) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for doc in tf.values():
+        for block in doc.get("locals", []):
+            merged.update(block)
+    return merged
+
+
+def test_layout_in_the_terraform_aws_modules_style() -> None:
+    for name in ("versions.tf", "variables.tf", "outputs.tf", "network.tf", "security_groups.tf", "instances.tf",
+                 "keys.tf", "iam.tf", "storage.tf", "terraform.tfvars.example"):
+        assert (TF / name).is_file(), name
+
+
+def test_every_variable_has_description_and_type(tf: dict) -> None:
+    variables = {k: v for block in tf["variables.tf"]["variable"] for k, v in block.items()}
+    for name, body in variables.items():
+        assert body.get("description"), f"{name} lacks a description"
+        assert body.get("type"), f"{name} lacks a type"
+    for name in ("region", "vpc_cidr", "public_subnet_cidrs", "private_subnet_cidrs", "admin_ssh_cidrs",
+                 "api_instance_count"):
+        assert "validation" in variables[name], f"{name} lacks validation"
+
+
+EXPECTED_FLOWS = {
+    ("nginx", "ui", 5001), ("nginx", "api", 5000), ("nginx", "monitoring", 3000),
+    ("ui", "api", 5000), ("training", "api", 5000),
+    ("monitoring", "api", 5000), ("monitoring", "ui", 5001), ("monitoring", "api", 9121), ("monitoring", "nginx", 9113),
+    ("monitoring", "nginx", 9100), ("monitoring", "ui", 9100), ("monitoring", "api", 9100),
+    ("monitoring", "monitoring", 9100), ("monitoring", "training", 9100),
+}
+
+
+def test_security_group_flows_are_least_privilege(tf: dict) -> None:
+    local = _locals(tf)
+    flows = {(f["from"], f["to"], int(f["port"])) for f in local["base_flows"].values()}
+    assert flows == EXPECTED_FLOWS
+    # Redis (6379) only from the API and the training host, in both Redis modes.
+    redis_sources = re.findall(r'from = "(\w+)", to = "\w+", port = 6379', (TF / "locals.tf").read_text())
+    assert sorted(redis_sources) == ["api", "training", "training"]
+    # Internal rules always reference security groups, never CIDRs.
+    for kind in ("aws_vpc_security_group_ingress_rule", "aws_vpc_security_group_egress_rule"):
+        assert "cidr_ipv4" not in _resources(tf, kind)["internal"]
+        assert "referenced_security_group_id" in _resources(tf, kind)["internal"]
+
+
+def test_only_nginx_80_443_is_open_to_the_world(tf: dict) -> None:
+    ingress = _resources(tf, "aws_vpc_security_group_ingress_rule")
+    world = {name for name, body in ingress.items() if body.get("cidr_ipv4") == "0.0.0.0/0"}
+    assert world == {"nginx_public"}
+    assert ingress["nginx_public"]["for_each"] == '${toset(["80", "443"])}'
+    assert 'role["nginx"]' in ingress["nginx_public"]["security_group_id"]
+    assert 'role["nginx"]' in ingress["admin_ssh"]["security_group_id"]
+    text = (TF / "variables.tf").read_text()
+    assert 'c != "0.0.0.0/0"' in text  # admin SSH can never be opened to the world
+
+
+def test_only_nginx_is_public(tf: dict) -> None:
+    for subnet in _resources(tf, "aws_subnet").values():
+        assert subnet.get("map_public_ip_on_launch") in (None, False)
+    instance = _resources(tf, "aws_instance")["host"]
+    assert "associate_public_ip_address" not in instance
+    eips = _resources(tf, "aws_eip")
+    assert set(eips) == {"nat", "nginx"}
+    assert eips["nginx"]["instance"] == '${aws_instance.host["nginx"].id}'
+    hosts = _locals(tf)["hosts"]
+    assert "aws_subnet.public[0]" in hosts and hosts.count("aws_subnet.public") == 1  # only Nginx
+
+
+def test_every_instance_is_hardened(tf: dict) -> None:
+    instance = _resources(tf, "aws_instance")["host"]
+    assert instance["metadata_options"][0]["http_tokens"] == "required"
+    assert instance["root_block_device"][0]["encrypted"] is True
+    assert instance["monitoring"] == "${var.detailed_monitoring}"
+    assert "iam_instance_profile" in instance and "Role" in instance["tags"]
+
+
+def test_bucket_private_encrypted_versioned(tf: dict) -> None:
+    block = _resources(tf, "aws_s3_bucket_public_access_block")["models"]
+    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                                          "restrict_public_buckets"))
+    assert _resources(tf, "aws_s3_bucket_versioning")["models"]["versioning_configuration"][0]["status"] == "Enabled"
+    sse = _resources(tf, "aws_s3_bucket_server_side_encryption_configuration")["models"]
+    assert sse["rule"][0]["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
+
+
+def test_key_pair_written_0400_and_never_output(tf: dict) -> None:
+    key_file = _resources(tf, "local_sensitive_file")["private_key"]
+    assert key_file["file_permission"] == "0400"
+    assert _resources(tf, "aws_key_pair")["this"]["key_name"] == "${var.key_name}"
+    outputs = (TF / "outputs.tf").read_text()
+    assert "tls_private_key" not in outputs and "private_key_openssh" not in outputs
+
+
+def test_no_hard_coded_ami_ip_or_secret() -> None:
+    for path in [*TF.glob("*.tf"), *TEMPLATES]:
+        text = re.sub(r"(?m)^\s*#.*$", "", path.read_text())
+        assert not re.search(r"\bami-[0-9a-f]{8,}\b", text), path
+        assert not re.search(r"(password|token|secret)\s*=\s*\"[^$\"][^\"]*\"", text, re.I), path
+        if path.name != "variables.tf":  # CIDR defaults live only in variables.tf
+            assert not re.search(r"\b10\.\d+\.\d+\.\d+\b", text), path
+
+
+SAMPLE = {
+    "role": "api", "host_name": "api-1", "repo_url": "https://example.org/repo.git", "repo_branch": "main",
+    "region": "eu-west-1", "ssm_prefix": "/pneumonia", "model_bucket": "pneumonia-models-abc",
+    "ui_servers": "10.20.10.10:5001", "api_servers": "10.20.10.20:5000 10.20.11.21:5000",
+    "monitoring_ip": "10.20.11.10", "redis_url": "redis://10.20.10.20:6379/0", "use_elasticache": "false",
+    "max_upload_mb": "20", "result_ttl": "2592000", "training_args": "--backbone resnet50 --epochs 15",
+    "node_targets": "10.20.0.10:9100=nginx", "ui_targets": "10.20.10.10:5001", "api_targets": "10.20.10.20:5000",
+    "redis_targets": "10.20.10.20:9121", "nginx_targets": "10.20.0.10:9113",
+}
+
+
+def _render_templatefile(text: str, values: dict[str, str]) -> str:
+    """Terraform's templatefile for plain ${name} interpolations ($${...} stays literal)."""
+    def sub(match: re.Match) -> str:
+        name = match.group(1)
+        assert name in values, f"template uses ${{{name}}} that the test does not provide"
+        return values[name]
+
+    text = re.sub(r"(?<!\$)\$\{(\w+)\}", sub, text)
+    return text.replace("$${", "${")
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_user_data_renders_to_valid_shell(template: Path, tmp_path: Path) -> None:
+    rendered = tmp_path / "user_data.sh"
+    rendered.write_text(_render_templatefile(template.read_text(), SAMPLE))
+    assert subprocess.run(["bash", "-n", str(rendered)], capture_output=True).returncode == 0
+    check = subprocess.run(["shellcheck", str(rendered)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    # every templatefile() variable passed in instances.tf is used, and vice versa
+    passed = set(re.findall(r"^\s+(\w+)\s+=", (TF / "instances.tf").read_text().split("templatefile(")[1]
+                            .split("})")[0], re.M))
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)\}", template.read_text()))
+    assert used == passed
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shellcheck(script: Path) -> None:
+    check = subprocess.run(["shellcheck", "-x", str(script)], capture_output=True, text=True, cwd=REPO)
+    assert check.returncode == 0, check.stdout
+
+
+def test_checkov_has_no_unexplained_failure() -> None:
+    checkov = REPO / ".venv-checkov" / "bin" / "checkov"
+    assert checkov.exists() or shutil.which("checkov"), "checkov missing: make test installs it into .venv-checkov"
+    proc = subprocess.run([str(checkov) if checkov.exists() else "checkov", "-d", str(TF), "--framework",
+                           "terraform", "--skip-download", "-o", "json"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+    report = json.loads(proc.stdout)
+    summary = report["summary"]
+    failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
+    assert summary["failed"] == 0, failed
+    for skipped in report["results"]["skipped_checks"]:
+        assert (skipped.get("check_result") or {}).get("suppress_comment"), f"{skipped['check_id']} without a reason"
