@@ -61,6 +61,7 @@ class StackConfig:
     max_upload_mb: int = 20
     rate_limit: str = "20r/s"
     rate_burst: int = 40
+    scrape_interval: str = "15s"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -174,6 +175,8 @@ class Stack:
             "nginx": [(f"127.0.0.1:{c.nginx_exporter_port}", "nginx")],
         }
         write_targets(prom / "targets", targets)
+        config = prom / "prometheus.yml"
+        config.write_text(config.read_text().replace("scrape_interval: 15s", f"scrape_interval: {c.scrape_interval}"))
 
     def _nginx_temp(self) -> Path:
         """Where Nginx workers buffer request bodies: they drop root, so as root this is a
