@@ -47,6 +47,12 @@ def _error(status: int, message: str):
     return jsonify(error=message, status=status), status
 
 
+def _store_unavailable(operation: str, exc: Exception):
+    metrics.REDIS_ERRORS.labels(operation).inc()
+    log.error("Redis %s failed: %s", operation, exc)
+    return _error(503, "result store unavailable")
+
+
 def create_app(settings: ApiSettings | None = None, service: PredictionService | None = None) -> Flask:
     """Build the API: load the model once, warm it up, then serve."""
     settings = settings or ApiSettings.from_env()
@@ -129,9 +135,7 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
         try:
             record = service.store.get(result_id)
         except redis.RedisError as exc:
-            metrics.REDIS_ERRORS.labels("get").inc()
-            log.error("Redis get failed: %s", exc)
-            return _error(503, "result store unavailable")
+            return _store_unavailable("get", exc)
         if record is None:
             return _error(404, "no such result")
         return jsonify(record.to_dict())
@@ -147,9 +151,7 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
         try:
             records = service.store.recent(limit)
         except redis.RedisError as exc:
-            metrics.REDIS_ERRORS.labels("list").inc()
-            log.error("Redis list failed: %s", exc)
-            return _error(503, "result store unavailable")
+            return _store_unavailable("list", exc)
         return jsonify(results=[r.to_dict() for r in records])
 
     return app

@@ -1,6 +1,6 @@
 """Shared gunicorn settings: multiprocess Prometheus metrics and logging to stdout/stderr.
 
-Each app's ``gunicorn_config.py`` sets ``bind``/``workers`` and imports these hooks.
+Each app's ``gunicorn_config.py`` calls :func:`settings` and imports the hooks.
 """
 
 from __future__ import annotations
@@ -31,3 +31,21 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def settings(app_name: str, default_port: int, worker_class: str = "sync", threads: int = 1) -> dict[str, Any]:
+    """gunicorn settings of one app from ``<APP>_BIND``, ``<APP>_WORKERS``, ``<APP>_TIMEOUT_SECONDS``."""
+    metrics_dir(app_name)
+    prefix = app_name.upper()
+    return {
+        "bind": os.environ.get(f"{prefix}_BIND", f"127.0.0.1:{default_port}"),
+        "workers": int(os.environ.get(f"{prefix}_WORKERS", "2")),
+        "worker_class": worker_class,
+        "threads": int(os.environ.get(f"{prefix}_THREADS", str(threads))),
+        "timeout": int(os.environ.get(f"{prefix}_TIMEOUT_SECONDS", "60")),
+        "graceful_timeout": 20,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": os.environ.get("LOG_LEVEL", "info"),
+        "raw_env": ["TF_CPP_MIN_LOG_LEVEL=2"],
+    }

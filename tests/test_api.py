@@ -31,13 +31,28 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture()
-def api(tiny_model: Path, redis_server: RedisServer) -> Iterator[FlaskClient]:
-    settings = ApiSettings(model_path=str(tiny_model), redis_url=redis_server.url,
-                           redis_password=redis_server.password, api_token=TOKEN, max_upload_bytes=2_000_000)
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("api_redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_app(tiny_model: Path, module_redis: RedisServer):
+    """One API app (the model loads once) for the module; Redis is emptied before each test."""
+    settings = ApiSettings(model_path=str(tiny_model), redis_url=module_redis.url,
+                           redis_password=module_redis.password, api_token=TOKEN, max_upload_bytes=2_000_000)
     app = create_app(settings)
-    app.config["redis_server"] = redis_server
-    yield app.test_client()
+    app.config["redis_server"] = module_redis
+    return app
+
+
+@pytest.fixture()
+def api(api_app) -> FlaskClient:
+    api_app.config["redis_server"].client().flushdb()
+    return api_app.test_client()
 
 
 def _stored(api: FlaskClient) -> list:
