@@ -36,11 +36,11 @@ class WeightsUnavailableError(RuntimeError):
 def _make_base(backbone: str, inputs: keras.KerasTensor, weights: str) -> keras.Model:
     spec = BACKBONES[backbone]
     if weights == "none":
-        return spec.constructor(include_top=False, weights=None, input_tensor=inputs)
+        return spec.constructor(include_top=False, weights=None, input_tensor=inputs, input_shape=inputs.shape[1:])
     if weights != "imagenet" and not Path(weights).is_file():
         raise WeightsUnavailableError(f"weights file not found: {weights}")
     try:
-        return spec.constructor(include_top=False, weights=weights, input_tensor=inputs)
+        return spec.constructor(include_top=False, weights=weights, input_tensor=inputs, input_shape=inputs.shape[1:])
     except Exception as exc:  # download errors surface as many exception types
         if weights == "imagenet":
             raise WeightsUnavailableError(

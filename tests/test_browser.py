@@ -58,3 +58,4 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     result_id = browser.find_element(By.ID, "result-id").text
     browser.find_element(By.LINK_TEXT, "Recent results").click()
     assert result_id in browser.page_source
+

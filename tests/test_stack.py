@@ -18,7 +18,7 @@ import requests
 from model.store import ResultStore
 from scripts.stack import Stack, StackConfig
 from tests.conftest import free_ports
-from tests.helpers import fixture_images, wait_for
+from tests.helpers import REPO, fixture_images, wait_for
 
 XRAY, XRAY_LABEL = fixture_images()[-1]
 def _token(stack: Stack) -> str:
@@ -93,6 +93,30 @@ def test_prometheus_scrapes_every_target(stack: Stack) -> None:
         wait_for(lambda: set(health().values()) == {"up"} and len(health()) == 6, 45, "Prometheus targets")
     except TimeoutError:
         pytest.fail(f"targets not all up: {health()}")
+    _targets_table(requests.get(url, timeout=5).json()["data"]["activeTargets"])
+
+
+def _targets_table(targets: list[dict]) -> None:
+    """documentation/monitoring/prometheus_targets.png: Prometheus's /api/v1/targets as a table
+    (Debian's Prometheus ships without its web UI assets, so its targets page cannot be shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [[t["labels"]["job"], t["labels"].get("role", ""), t["scrapeUrl"], t["health"],
+             f"{t['lastScrapeDuration'] * 1000:.1f} ms"] for t in sorted(targets, key=lambda t: t["labels"]["job"])]
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 0.8))
+    ax.axis("off")
+    ax.set_title("Prometheus targets (GET /api/v1/targets) of the running stack", fontsize=10)
+    table = ax.table(cellText=rows, colLabels=["job", "role", "scrape URL", "health", "last scrape"], loc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(range(5))
+    out = REPO / "documentation" / "monitoring"
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "prometheus_targets.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def test_stack_up_is_idempotent_and_status_is_healthy(stack: Stack, capsys: pytest.CaptureFixture) -> None:
