@@ -62,6 +62,7 @@ class StackConfig:
     rate_limit: str = "20r/s"
     rate_burst: int = 40
     scrape_interval: str = "15s"
+    client_timeout: str = "15s"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -158,6 +159,7 @@ class Stack:
             "MAX_UPLOAD_MB": str(c.max_upload_mb), "RATE_LIMIT": c.rate_limit, "RATE_BURST": str(c.rate_burst),
             "STATUS_LISTEN": f"127.0.0.1:{c.nginx_status_port}",
             "GRAFANA_LOCATION": "# Grafana is not part of the local stack (see README).",
+            "CLIENT_TIMEOUT": c.client_timeout,
         }), 0o644)
         self._write("nginx.conf", render((DEPLOY / "nginx/nginx-local.conf.tmpl").read_text(), {
             "RUN_DIR": str(self.run_dir), "NGINX_TEMP": str(self._nginx_temp()),
@@ -235,7 +237,8 @@ class Stack:
         except redis.RedisError:
             return False
 
-    def _pid(self, name: str) -> int | None:
+    def pid(self, name: str) -> int | None:
+        """The pid of a running service's main process, or None."""
         try:
             pid = int((self.pid_dir / f"{name}.pid").read_text())
             os.kill(pid, 0)
@@ -244,7 +247,7 @@ class Stack:
             return None
 
     def _start(self, service: Service) -> None:
-        if self._pid(service.name) and service.healthy():
+        if self.pid(service.name) and service.healthy():
             print(f"  {service.name:<15} already running")
             return
         log = open(self.log_dir / f"{service.name}.log", "ab")
@@ -281,26 +284,34 @@ class Stack:
     def down(self) -> None:
         """Stop every process this stack started (by pid file), newest first."""
         for service in reversed(self.services(self.secrets())):
-            pid = self._pid(service.name)
-            (self.pid_dir / f"{service.name}.pid").unlink(missing_ok=True)
-            if pid is None:
-                continue
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and _alive_group(pid):
-                time.sleep(0.1)
-            if _alive_group(pid):
-                os.killpg(pid, signal.SIGKILL)
-            print(f"  {service.name:<15} stopped")
+            self.stop_service(service.name)
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service and all its processes (its process group)."""
+        pid = self.pid(name)
+        (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive_group(pid):
+            time.sleep(0.1)
+        if _alive_group(pid):
+            os.killpg(pid, signal.SIGKILL)
+        print(f"  {name:<15} stopped")
+
+    def start_service(self, name: str) -> None:
+        """(Re)start one service and wait until it is healthy."""
+        self._start(next(s for s in self.services(self.secrets()) if s.name == name))
 
     def status(self) -> bool:
         """Print each service's state; True when all are healthy."""
         all_ok = True
         for service in self.services(self.secrets()):
-            pid = self._pid(service.name)
+            pid = self.pid(service.name)
             ok = bool(pid) and service.healthy()
             all_ok &= ok
             print(f"  {service.name:<15} {'healthy' if ok else 'running, unhealthy' if pid else 'stopped'}"

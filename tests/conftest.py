@@ -96,7 +96,8 @@ def free_ports() -> dict[str, int]:
 @pytest.fixture(scope="session")
 def stack(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(run_dir=tmp_path_factory.mktemp("stack"), model_path=shipped_model, api_workers=2,
-                         rate_limit="50r/s", rate_burst=100, scrape_interval="2s", **free_ports())
+                         rate_limit="50r/s", rate_burst=100, scrape_interval="2s",
+                         client_timeout="3s", **free_ports())
     stack = Stack(config)
     stack.up()
     yield stack

@@ -57,14 +57,15 @@ unit() {  # unit NAME: install deploy/systemd/NAME.service and start it
 
 role_nginx() {
   apt-get install -y -qq nginx prometheus-nginx-exporter
-  export NGINX_LISTEN=80 STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40
+  export NGINX_LISTEN=80 STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s
   UI_SERVERS_RENDERED=$(servers "$UI_SERVERS")
   API_SERVERS_RENDERED=$(servers "$API_SERVERS")
   export UI_SERVERS=$UI_SERVERS_RENDERED API_SERVERS=$API_SERVERS_RENDERED
   GRAFANA_LOCATION="location /grafana/ { proxy_set_header Host \$host; proxy_pass http://$MONITORING_IP:3000; }"
   export GRAFANA_LOCATION MAX_UPLOAD_MB
   render "$REPO/deploy/nginx/pneumonia.conf.tmpl" /etc/nginx/conf.d/pneumonia.conf \
-    NGINX_LISTEN UI_SERVERS API_SERVERS MAX_UPLOAD_MB RATE_LIMIT RATE_BURST STATUS_LISTEN GRAFANA_LOCATION
+    NGINX_LISTEN UI_SERVERS API_SERVERS MAX_UPLOAD_MB RATE_LIMIT RATE_BURST STATUS_LISTEN GRAFANA_LOCATION \
+    CLIENT_TIMEOUT
   rm -f /etc/nginx/sites-enabled/default
   nginx -t
   systemctl enable --now nginx && systemctl reload nginx
