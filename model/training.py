@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import model as model_pkg
-from model import plots
+from model import onnx_export, plots
 from model.architecture import BACKBONES, build_model
 from model.artifacts import save_metadata
 from model.data import (
@@ -205,6 +205,8 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
         metadata["external_metrics"] = _external(best, spec, config.external, threshold)
     save_metadata(model_path, metadata)
     print(f"saved {model_path} and {model_path.with_suffix('.json')}")
+    onnx_file, diff = onnx_export.export(model_path)
+    print(f"saved {onnx_file} (max abs difference to Keras {diff:.1e})")
     return metadata
 
 

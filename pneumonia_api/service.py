@@ -93,7 +93,7 @@ class PredictionService:
         if self._gradcam is None:
             from model.gradcam import GradCam
 
-            self._gradcam = GradCam(self.predictor.model, self.predictor.metadata["gradcam_layer"])
+            self._gradcam = GradCam(self.predictor.keras_model, self.predictor.metadata["gradcam_layer"])
         return self._gradcam.overlay_png(gray, self.predictor.spec, self.predictor.threshold)
 
 

@@ -95,7 +95,7 @@ def test_gradcam_overlay_on_a_real_xray(shipped_model: Path) -> None:
     predictor = Predictor(shipped_model)
     size = predictor.spec.input_size
     gray = load_gray(fixture_images()[-1][0].read_bytes(), predictor.spec)
-    cam = GradCam(predictor.model, predictor.metadata["gradcam_layer"])
+    cam = GradCam(predictor.keras_model, predictor.metadata["gradcam_layer"])
     heat = cam.heatmap(scale(gray.astype(np.float32), predictor.spec.scaling), predictor.threshold)
     assert heat.ndim == 2 and heat.min() >= 0 and heat.max() <= 1
     assert heat.std() > 0, "heat-map is constant"

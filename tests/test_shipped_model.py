@@ -42,3 +42,29 @@ def test_fixture_xrays_are_classified(predictor: Predictor) -> None:
     wrong = {name: pair for name, pair in predicted.items() if pair[0] != pair[1]}
     assert all(truth == "NORMAL" for _, truth in wrong.values()), f"missed pneumonia: {wrong}"
     assert len(wrong) <= 3, f"misclassified: {wrong}"
+
+
+def test_onnx_engine_matches_keras(shipped_model: Path) -> None:
+    from model.preprocessing import preprocess_bytes
+
+    import numpy as np
+
+    onnx_engine, keras_engine = Predictor(shipped_model, engine="onnx"), Predictor(shipped_model, engine="keras")
+    x = np.stack([preprocess_bytes(p.read_bytes(), onnx_engine.spec) for p, _ in fixture_images()])
+    assert np.max(np.abs(onnx_engine.predict_inputs(x) - keras_engine.predict_inputs(x))) <= 1e-4
+
+
+def test_api_worker_with_onnx_needs_no_tensorflow(shipped_model: Path) -> None:
+    """The lean serving path: loading the API with the ONNX engine never imports TensorFlow."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    code = ("import sys; from pneumonia_api import create_app; from pneumonia_api.settings import ApiSettings; "
+            f"app = create_app(ApiSettings(model_path={str(shipped_model)!r}, api_token='t')); "
+            "assert app.extensions['prediction_service'].predictor.engine == 'onnx'; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
