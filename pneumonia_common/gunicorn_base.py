@@ -34,7 +34,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def settings(app_name: str, default_port: int, worker_class: str = "sync", threads: int = 1) -> dict[str, Any]:
-    """gunicorn settings of one app from ``<APP>_BIND``, ``<APP>_WORKERS``, ``<APP>_TIMEOUT_SECONDS``."""
+    """gunicorn settings of one app from ``<APP>_BIND``, ``<APP>_WORKERS``, ``<APP>_WORKER_TIMEOUT_SECONDS``."""
     metrics_dir(app_name)
     prefix = app_name.upper()
     return {
@@ -42,7 +42,7 @@ def settings(app_name: str, default_port: int, worker_class: str = "sync", threa
         "workers": int(os.environ.get(f"{prefix}_WORKERS", "2")),
         "worker_class": worker_class,
         "threads": int(os.environ.get(f"{prefix}_THREADS", str(threads))),
-        "timeout": int(os.environ.get(f"{prefix}_TIMEOUT_SECONDS", "60")),
+        "timeout": int(os.environ.get(f"{prefix}_WORKER_TIMEOUT_SECONDS", "60")),
         "graceful_timeout": 20,
         "accesslog": "-",
         "errorlog": "-",
