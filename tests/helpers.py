@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
 XRAYS = FIXTURES / "chest_xray"
@@ -49,12 +51,11 @@ def fixture_images() -> list[tuple[Path, str]]:
     return [(p, label) for label in ("NORMAL", "PNEUMONIA") for p in sorted((XRAYS / label).glob("*.jpeg"))]
 
 
-def make_dicom(pixels: "np.ndarray", photometric: str = "MONOCHROME2", slope: float = 1.0,
+def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float = 1.0,
                intercept: float = 0.0) -> bytes:
     """A minimal valid DICOM file (Secondary Capture) holding one grey frame."""
     import io
 
-    import numpy as np
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
