@@ -30,7 +30,8 @@ MAX_IMAGE_PIXELS = 50_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 MIN_IMAGE_SIDE = 32
 
-RESIZE_MODES = ("squash", "pad", "crop")
+RESIZE_MODES = ("squash", "pad", "crop", "trim")
+TRIM_FRACTION = 0.08  # of each side, for the "trim" resize mode
 
 # out_channel = gray * SCALE[c] + OFFSET[c]; channel order is the backbone's.
 _IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406])
@@ -184,9 +185,14 @@ def resize_gray(gray: np.ndarray, size: int, mode: str = "squash") -> np.ndarray
     """Resize a grey image to ``size`` x ``size``.
 
     ``squash`` ignores the aspect ratio (as the uploader of most training images did),
-    ``pad`` letterboxes with black, ``crop`` takes the central square.
+    ``pad`` letterboxes with black, ``crop`` takes the central square, ``trim`` cuts
+    :data:`TRIM_FRACTION` off every side (where burned-in markers sit) and then squashes.
     """
     img = Image.fromarray(gray, mode="L")
+    if mode == "trim":
+        w, h = img.size
+        dx, dy = round(w * TRIM_FRACTION), round(h * TRIM_FRACTION)
+        img, mode = img.crop((dx, dy, w - dx, h - dy)), "squash"
     if mode == "pad":
         img = ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
     elif mode == "crop":

@@ -83,7 +83,7 @@ def test_tiny_image_is_rejected() -> None:
         decode_gray(_encode(Image.new("L", (1, 1))))
 
 
-@pytest.mark.parametrize("mode", ["squash", "pad", "crop"])
+@pytest.mark.parametrize("mode", ["squash", "pad", "crop", "trim"])
 def test_resize_modes_give_square_output(xray: Image.Image, mode: str) -> None:
     out = resize_gray(np.asarray(xray), 96, mode)
     assert out.shape == (96, 96) and out.dtype == np.uint8
