@@ -213,3 +213,13 @@ def test_api_refuses_to_start_with_a_bad_model(tmp_path, model: str) -> None:
     assert proc.returncode != 0
     expected = "model metadata not found" if model == "missing" else "model file unreadable"
     assert expected in proc.stdout + proc.stderr
+
+
+def test_results_survive_a_redis_restart(stack: Stack) -> None:
+    """deploy/redis/redis.conf keeps an append-only file (fsync every second)."""
+    resp = requests.post(_targets(stack)["nginx"], files={"file": XRAY.read_bytes()}, headers=_auth(stack), timeout=60)
+    result_id = resp.json()["id"]
+    stack.stop_service("redis")
+    stack.start_service("redis")
+    record = _store(stack).get(result_id)
+    assert record is not None and record.label == resp.json()["label"]
