@@ -21,7 +21,7 @@ from model.store import ResultStore
 from scripts import loadtest
 from scripts.stack import Stack
 from tests.helpers import REPO, fixture_images, make_dicom, wait_for
-from tests.test_api import BAD_INPUTS
+from tests.test_api import BAD_INPUTS, _png
 
 XRAY = fixture_images()[-1][0]
 
@@ -46,12 +46,6 @@ def _targets(stack: Stack) -> dict[str, str]:
 def _jpeg(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
     return buf.getvalue()
 
 
