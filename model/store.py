@@ -1,7 +1,8 @@
 """Prediction results in Redis: the one key schema used by the API and batch inference.
 
 * ``<prefix>:result:<id>`` - a hash with the fields of :class:`PredictionRecord`, with a TTL;
-* ``<prefix>:results`` - a sorted set of ids scored by creation time (newest first on read).
+* ``<prefix>:results`` - a sorted set of ids scored by creation time (newest first on read);
+* ``<prefix>:results:owner:<owner>`` - the same, per owner (``user:<name>`` or ``token:<name>``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class PredictionRecord:
     image_sha256: str
     source: str = "api"
     file_name: str = ""
+    owner: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 
@@ -59,6 +61,9 @@ class ResultStore:
     def index_key(self) -> str:
         return f"{self.prefix}:results"
 
+    def owner_index_key(self, owner: str) -> str:
+        return f"{self.prefix}:results:owner:{owner}"
+
     def key(self, result_id: str) -> str:
         return f"{self.prefix}:result:{result_id}"
 
@@ -69,8 +74,10 @@ class ResultStore:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.key(record.id), mapping=mapping)
         pipe.expire(self.key(record.id), self.ttl_seconds)
-        pipe.zadd(self.index_key, {record.id: now})
-        pipe.zremrangebyscore(self.index_key, "-inf", now - self.ttl_seconds)
+        indexes = [self.index_key] + ([self.owner_index_key(record.owner)] if record.owner else [])
+        for index in indexes:
+            pipe.zadd(index, {record.id: now})
+            pipe.zremrangebyscore(index, "-inf", now - self.ttl_seconds)
         pipe.execute()
 
     def get(self, result_id: str) -> PredictionRecord | None:
@@ -78,9 +85,10 @@ class ResultStore:
         data = self.client.hgetall(self.key(result_id))
         return _record(data) if data else None
 
-    def recent(self, limit: int = 20) -> list[PredictionRecord]:
-        """Newest records first."""
-        ids = self.client.zrevrange(self.index_key, 0, max(limit, 1) - 1)
+    def recent(self, limit: int = 20, owner: str = "") -> list[PredictionRecord]:
+        """Newest records first; only ``owner``'s when given."""
+        index = self.owner_index_key(owner) if owner else self.index_key
+        ids = self.client.zrevrange(index, 0, max(limit, 1) - 1)
         pipe = self.client.pipeline(transaction=False)
         for result_id in ids:
             pipe.hgetall(self.key(result_id))

@@ -1,30 +1,25 @@
 """Pneumonia prediction API (Flask application factory).
 
-Routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N``,
-``GET /healthz``, ``GET /readyz``, ``GET /metrics``. Every route except the health
-checks and metrics needs ``Authorization: Bearer <API_TOKEN>``.
+Routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N`` (predictions),
+``/auth/*`` (the UI's sign-in), ``/admin/*`` (accounts, tokens, audit trail), and the
+unauthenticated ``GET /healthz``, ``GET /readyz``, ``GET /metrics``. Everything else needs a
+bearer token: the UI's ``API_TOKEN`` or an integration token (see :mod:`pneumonia_api.security`).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import re
+import os
 
 import redis
-
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from model.predictor import Predictor
-from model.preprocessing import (
-    ImageDecodeError,
-    ImageTooLargeError,
-    ImageTooSmallError,
-    UnsupportedFormatError,
-)
 from model.store import ResultStore, redis_from_env
-from pneumonia_api import metrics
+from pneumonia_api import admin_routes, auth_routes, metrics, predictions
+from pneumonia_api.security import Security, authenticate
 from pneumonia_api.service import PredictionService
 from pneumonia_api.settings import ApiSettings
 from pneumonia_common.http_metrics import instrument
@@ -32,25 +27,10 @@ from pneumonia_common.http_metrics import instrument
 log = logging.getLogger(__name__)
 
 PUBLIC_ENDPOINTS = {"healthz", "readyz", "metrics"}
-RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
-
-# decode error type -> (HTTP status, metric reason)
-_DECODE_ERRORS = (
-    (UnsupportedFormatError, 415, "unsupported_type"),
-    (ImageTooLargeError, 413, "too_many_pixels"),
-    (ImageTooSmallError, 422, "too_small"),
-    (ImageDecodeError, 422, "corrupt"),
-)
 
 
 def _error(status: int, message: str):
     return jsonify(error=message, status=status), status
-
-
-def _store_unavailable(operation: str, exc: Exception):
-    metrics.REDIS_ERRORS.labels(operation).inc()
-    log.error("Redis %s failed: %s", operation, exc)
-    return _error(503, "result store unavailable")
 
 
 def create_app(settings: ApiSettings | None = None, service: PredictionService | None = None) -> Flask:
@@ -64,23 +44,30 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
         service = PredictionService(Predictor(settings.model_path), store)
         service.warm_up()
         log.info("model %s loaded from %s and warmed up", service.predictor.version, settings.model_path)
+    security = Security.build(service.store.client, settings)
+    security.audit.record("service:api", "model_loaded", detail=f"{service.predictor.version} pid={os.getpid()}")
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
-    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_upload_bytes
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # Nginx in front: the client address
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
+                      RESULTS_LIMIT_MAX=settings.results_limit_max)
     app.extensions["prediction_service"] = service
+    app.extensions["security"] = security
     instrument(app, "api")
-    expected = f"Bearer {settings.api_token}".encode()
+    for blueprint in (predictions.bp, auth_routes.bp, admin_routes.bp):
+        app.register_blueprint(blueprint)
 
     @app.before_request
     def _authenticate():
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            metrics.REJECTED.labels("unauthorized").inc()
-            return _error(401, "missing or wrong bearer token")
-        return None
+        return authenticate(security, settings.api_token)
+
+    @app.errorhandler(redis.RedisError)
+    def _store_unavailable(exc: redis.RedisError):
+        metrics.REDIS_ERRORS.labels("request").inc()
+        log.error("Redis failed: %s", exc)
+        return _error(503, "data store unavailable; try again shortly")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -103,55 +90,5 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
         redis_ok = service.store.ping()
         body = {"model": service.predictor.version, "model_loaded": True, "redis": redis_ok}
         return jsonify(status="ready" if redis_ok else "degraded", **body), 200 if redis_ok else 503
-
-    @app.post("/predict")
-    def predict():
-        if request.mimetype == "multipart/form-data":
-            upload = request.files.get("file")
-            if upload is None:
-                metrics.REJECTED.labels("no_file").inc()
-                return _error(400, "multipart upload without a 'file' field")
-            data = upload.read()
-        else:
-            data = request.get_data(cache=False)
-        if not data:
-            metrics.REJECTED.labels("empty").inc()
-            return _error(400, "empty upload: send an image as the 'file' field or as the request body")
-        heatmap = request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
-        try:
-            result = service.predict(data, heatmap=heatmap)
-        except ImageDecodeError as exc:
-            status, reason = next((s, r) for t, s, r in _DECODE_ERRORS if isinstance(exc, t))
-            metrics.REJECTED.labels(reason).inc()
-            if reason == "corrupt":
-                metrics.DECODE_FAILURES.inc()
-            return _error(status, str(exc))
-        return jsonify(result.to_json())
-
-    @app.get("/results/<result_id>")
-    def get_result(result_id: str):
-        if not RESULT_ID.match(result_id):
-            return _error(404, "no such result")
-        try:
-            record = service.store.get(result_id)
-        except redis.RedisError as exc:
-            return _store_unavailable("get", exc)
-        if record is None:
-            return _error(404, "no such result")
-        return jsonify(record.to_dict())
-
-    @app.get("/results")
-    def list_results():
-        try:
-            limit = int(request.args.get("limit", "20"))
-        except ValueError:
-            return _error(400, "limit must be an integer")
-        if not 1 <= limit <= settings.results_limit_max:
-            return _error(400, f"limit must be between 1 and {settings.results_limit_max}")
-        try:
-            records = service.store.recent(limit)
-        except redis.RedisError as exc:
-            return _store_unavailable("list", exc)
-        return jsonify(results=[r.to_dict() for r in records])
 
     return app

@@ -61,7 +61,7 @@ class PredictionService:
         size = self.predictor.spec.input_size
         self.predictor.predict_gray(np.zeros((1, size, size), dtype=np.uint8))
 
-    def predict(self, data: bytes, heatmap: bool = False) -> Prediction:
+    def predict(self, data: bytes, heatmap: bool = False, owner: str = "") -> Prediction:
         """Classify image bytes (raises ``ImageDecodeError`` for bad input) and try to store it."""
         gray = load_gray(data, self.predictor.spec)
         started = time.perf_counter()
@@ -70,7 +70,7 @@ class PredictionService:
         metrics.INFERENCE_SECONDS.observe(elapsed)
         record = PredictionRecord(
             label=self.predictor.label(probability), probability=probability, threshold=self.predictor.threshold,
-            model_version=self.predictor.version, image_sha256=hashlib.sha256(data).hexdigest(),
+            model_version=self.predictor.version, image_sha256=hashlib.sha256(data).hexdigest(), owner=owner,
         )
         metrics.PREDICTIONS.labels(record.label).inc()
         metrics.PROBABILITY.observe(probability)

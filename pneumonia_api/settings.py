@@ -20,6 +20,12 @@ class ApiSettings:
     result_ttl_seconds: int = DEFAULT_TTL_SECONDS
     max_upload_bytes: int = 20 * 1024 * 1024
     results_limit_max: int = 200
+    session_idle_seconds: int = 15 * 60
+    session_max_seconds: int = 12 * 3600
+    signin_max_failures_per_account: int = 5
+    signin_max_failures_per_address: int = 20
+    signin_window_seconds: int = 15 * 60
+    audit_retention_days: int = 400
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
@@ -31,4 +37,12 @@ class ApiSettings:
             api_token=env_str("API_TOKEN"),
             result_ttl_seconds=env_int("RESULT_TTL_SECONDS", cls.result_ttl_seconds),
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            session_idle_seconds=env_int("SESSION_IDLE_SECONDS", cls.session_idle_seconds),
+            session_max_seconds=env_int("SESSION_MAX_SECONDS", cls.session_max_seconds),
+            signin_max_failures_per_account=env_int("SIGNIN_MAX_FAILURES_PER_ACCOUNT",
+                                                    cls.signin_max_failures_per_account),
+            signin_max_failures_per_address=env_int("SIGNIN_MAX_FAILURES_PER_ADDRESS",
+                                                    cls.signin_max_failures_per_address),
+            signin_window_seconds=env_int("SIGNIN_WINDOW_SECONDS", cls.signin_window_seconds),
+            audit_retention_days=env_int("AUDIT_RETENTION_DAYS", cls.audit_retention_days),
         )

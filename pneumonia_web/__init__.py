@@ -1,27 +1,33 @@
-"""Clinician-facing web UI (Flask application factory) in front of the prediction API."""
+"""Clinician-facing web UI (Flask application factory) in front of the prediction API.
+
+Every page except sign-in and the health check needs a signed-in user (:mod:`pneumonia_web.auth`);
+admins also get account and audit pages (:mod:`pneumonia_web.admin`) and the ``users`` /
+``tokens`` CLI (:mod:`pneumonia_web.cli`).
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 
-from flask import Flask, render_template, request
+from flask import Flask
 from flask_wtf import CSRFProtect
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pneumonia_common.http_metrics import instrument
+from pneumonia_web import admin, auth, cli, views
 from pneumonia_web.api_client import ApiClient, ApiError, ApiUnavailable
 from pneumonia_web.settings import WebSettings
 
 log = logging.getLogger(__name__)
-RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
                                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
 }
 
 
@@ -33,10 +39,13 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     if not settings.api_token:
         raise RuntimeError("API_TOKEN must be set: the UI authenticates to the API with it")
     app = Flask(__name__)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
+    app.session_interface = auth.TlsAwareSessionInterface()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
+        SESSION_COOKIE_NAME="pneumonia_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
@@ -44,11 +53,12 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     )
     CSRFProtect(app)
     instrument(app, "ui")
-    client = ApiClient(settings.api_urls, settings.api_token, settings.api_timeout_seconds)
-    app.extensions["api_client"] = client
-
-    def _error_page(status: int, title: str, message: str):
-        return render_template("error.html", status=status, title=title, message=message), status
+    app.extensions["api_client"] = ApiClient(settings.api_urls, settings.api_token, settings.api_timeout_seconds)
+    for blueprint in (auth.bp, views.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    app.before_request(auth.require_user)
+    app.cli.add_command(cli.users)
+    app.cli.add_command(cli.tokens)
 
     @app.after_request
     def _headers(response):
@@ -58,53 +68,35 @@ def create_app(settings: WebSettings | None = None) -> Flask:
 
     @app.errorhandler(ApiUnavailable)
     def _api_down(exc: ApiUnavailable):
-        return _error_page(503, "Service unavailable",
-                           f"{exc}. Please try again in a minute; nothing you uploaded was kept.")
+        return views.error_page(503, "Service unavailable",
+                                f"{exc}. Please try again in a minute; nothing you uploaded was kept.")
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
+        if exc.status == 404:
+            return views.error_page(404, "Not found", "No such result.")
         status = exc.status if 400 <= exc.status < 500 else 502
-        return _error_page(status, "Could not analyse this file", exc.message)
+        return views.error_page(status, "Could not complete the request", exc.message)
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
-        return _error_page(400, "Form expired", "The form was missing its security token. Reload the page and try again.")
+        return views.error_page(400, "Form expired",
+                                "The form was missing its security token. Reload the page and try again.")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         if exc.code == 413:
-            return _error_page(413, "File too large", f"The upload limit is {settings.max_upload_bytes // 2**20} MB.")
-        return _error_page(exc.code or 500, exc.name, exc.description or "")
+            return views.error_page(413, "File too large",
+                                    f"The upload limit is {settings.max_upload_bytes // 2**20} MB.")
+        return views.error_page(exc.code or 500, exc.name, exc.description or "")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unexpected error")
-        return _error_page(500, "Something went wrong", "The error was logged.")
+        return views.error_page(500, "Something went wrong", "The error was logged.")
 
     @app.get("/healthz")
     def healthz():
         return {"status": "ok"}
-
-    @app.get("/")
-    def index():
-        return render_template("index.html", max_mb=settings.max_upload_bytes // 2**20)
-
-    @app.post("/predict")
-    def predict():
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            return _error_page(400, "No file chosen", "Choose a chest X-ray (JPEG, PNG or DICOM) to upload.")
-        result = client.predict(upload.read(), upload.filename)
-        return render_template("result.html", result=result, fresh=True)
-
-    @app.get("/results")
-    def results():
-        return render_template("results.html", results=client.recent())
-
-    @app.get("/results/<result_id>")
-    def result(result_id: str):
-        if not RESULT_ID.match(result_id):
-            return _error_page(404, "Not found", "No such result.")
-        return render_template("result.html", result=client.result(result_id), fresh=False)
 
     return app

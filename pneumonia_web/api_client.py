@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -23,6 +24,19 @@ class ApiError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True)
+class Caller:
+    """On whose behalf the UI calls: a signed-in session, the client address, or the CLI's actor."""
+
+    session_id: str = ""
+    address: str = ""
+    actor: str = ""
+
+    def headers(self) -> dict[str, str]:
+        pairs = {"X-Session-Id": self.session_id, "X-Client-Address": self.address, "X-Actor": self.actor}
+        return {name: value for name, value in pairs.items() if value}
 
 
 class ApiClient:
@@ -44,8 +58,9 @@ class ApiClient:
             start = next(self._next)
         return [self.base_urls[(start + i) % len(self.base_urls)] for i in range(len(self.base_urls))]
 
-    def _call(self, method: str, path: str, attempts: int = 2, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, caller: Caller, attempts: int = 2, **kwargs: Any) -> Any:
         hosts = self._hosts()
+        kwargs["headers"] = caller.headers()
         last_error: Exception | None = None
         for i in range(attempts):
             url = hosts[i % len(hosts)] + path
@@ -61,22 +76,38 @@ class ApiClient:
                 continue
             if resp.status_code >= 400:
                 raise ApiError(resp.status_code, _message(resp))
-            return resp.json()
+            return resp.json() if resp.headers.get("Content-Type", "").startswith("application/json") else resp.text
         if isinstance(last_error, requests.Timeout):
             raise ApiUnavailable("the prediction service did not answer in time") from last_error
         raise ApiUnavailable("the prediction service is unavailable") from last_error
 
-    def predict(self, data: bytes, filename: str) -> dict[str, Any]:
+    def predict(self, data: bytes, filename: str, caller: Caller) -> dict[str, Any]:
         """Prediction with Grad-CAM heat-map for one image."""
-        return self._call("POST", "/predict?heatmap=1", files={"file": (filename or "upload", data)})
+        return self._call("POST", "/predict?heatmap=1", caller, files={"file": (filename or "upload", data)})
 
-    def result(self, result_id: str) -> dict[str, Any]:
-        """One stored result."""
-        return self._call("GET", f"/results/{result_id}")
+    def result(self, result_id: str, caller: Caller) -> dict[str, Any]:
+        """One stored result the caller may see."""
+        return self._call("GET", f"/results/{result_id}", caller)
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest stored results."""
-        return self._call("GET", f"/results?limit={limit}")["results"]
+    def recent(self, caller: Caller, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest stored results the caller may see."""
+        return self._call("GET", f"/results?limit={limit}", caller)["results"]
+
+    def sign_in(self, username: str, password: str, address: str) -> dict[str, Any]:
+        """A new session (``session_id``, ``username``, ``role``); ApiError 401/429 when refused."""
+        return self._call("POST", "/auth/sign-in", Caller(address=address), attempts=1,
+                          json={"username": username, "password": password})
+
+    def session(self, caller: Caller) -> dict[str, Any]:
+        """The signed-in user (``username``, ``role``); ApiError 401 once the session has ended."""
+        return self._call("GET", "/auth/session", caller)
+
+    def sign_out(self, caller: Caller) -> None:
+        self._call("POST", "/auth/sign-out", caller)
+
+    def admin(self, method: str, path: str, caller: Caller, **kwargs: Any) -> Any:
+        """An ``/admin/...`` call (accounts, tokens, audit trail)."""
+        return self._call(method, "/admin/" + path.lstrip("/"), caller, **kwargs)
 
 
 def _message(resp: requests.Response) -> str:

@@ -1,6 +1,7 @@
 """The local stack: Redis, API, UI, Nginx, Prometheus and exporters as real processes on loopback.
 
-``python -m scripts.stack up|down|status`` (``make up`` / ``make down`` / ``make status``).
+``python -m scripts.stack up|down|status`` (``make up`` / ``make down`` / ``make status``), and
+``python -m scripts.stack users|tokens ...`` (``make users ARGS=...``): the admin CLI with the stack's settings.
 Configuration comes from ``deploy/`` templates, the same files the AWS user_data renders.
 Every process is started in its own session with a pid file and a log in the run folder;
 ``down`` stops exactly those processes.
@@ -195,8 +196,7 @@ class Stack:
         c = self.config
         redis_url = f"redis://127.0.0.1:{c.redis_port}/0"
         gunicorn = [c.python, "-m", "gunicorn", "--config", "gunicorn_config.py", "app:app"]
-        common = {"API_TOKEN": secret["API_TOKEN"], "MAX_UPLOAD_BYTES": str(c.max_upload_mb * 2**20),
-                  "PYTHONUNBUFFERED": "1", **c.extra_env}
+        common = self._common_env(secret)
         return [
             Service("redis", ["redis-server", str(self.conf_dir / "redis.conf")], self._redis_ok),
             Service("api", gunicorn, _http_ok(f"http://127.0.0.1:{c.api_port}/readyz"), REPO / "pneumonia_api", {
@@ -206,8 +206,7 @@ class Stack:
                 "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics/api"),
             }, start_timeout=180),
             Service("ui", gunicorn, _http_ok(f"http://127.0.0.1:{c.ui_port}/healthz"), REPO / "pneumonia_web", {
-                **common, "UI_BIND": f"127.0.0.1:{c.ui_port}", "API_URL": f"http://127.0.0.1:{c.api_port}",
-                "FLASK_SECRET_KEY": secret["FLASK_SECRET_KEY"],
+                **self.ui_env(secret), "UI_BIND": f"127.0.0.1:{c.ui_port}",
                 "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics/ui"),
             }),
             Service("nginx", ["nginx", "-p", str(self.run_dir), "-c", str(self.conf_dir / "nginx.conf"),
@@ -226,6 +225,34 @@ class Stack:
                                    f"--web.listen-address=127.0.0.1:{c.prometheus_port}"],
                     _http_ok(f"http://127.0.0.1:{c.prometheus_port}/-/ready")),
         ]
+
+    def _common_env(self, secret: dict[str, str]) -> dict[str, str]:
+        c = self.config
+        return {"API_TOKEN": secret["API_TOKEN"], "MAX_UPLOAD_BYTES": str(c.max_upload_mb * 2**20),
+                "PYTHONUNBUFFERED": "1", **c.extra_env}
+
+    def ui_env(self, secret: dict[str, str]) -> dict[str, str]:
+        """What the UI (and its admin CLI) needs: the API's address and the shared secrets."""
+        return {**self._common_env(secret), "API_URL": f"http://127.0.0.1:{self.config.api_port}",
+                "FLASK_SECRET_KEY": secret["FLASK_SECRET_KEY"]}
+
+    def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        """Run the admin CLI (``flask --app pneumonia_web ...``) against this stack."""
+        return subprocess.run([self.config.python, "-m", "flask", "--app", "pneumonia_web", *args], cwd=REPO,
+                              env={**os.environ, **self.ui_env(self.secrets())}, input=stdin, text=True,
+                              capture_output=True, timeout=60, check=False)
+
+    def ensure_admin(self) -> str | None:
+        """Create the first admin (``admin``, generated password) when none exists; its password or None."""
+        listing = self.cli("users", "list")
+        if listing.returncode != 0:
+            raise RuntimeError(f"admin CLI failed: {listing.stderr.strip()}")
+        if any(line.split()[1:3] == ["admin", "active"] for line in listing.stdout.splitlines() if line.strip()):
+            return None
+        created = self.cli("users", "create", "admin", "--role", "admin")
+        if created.returncode != 0:
+            raise RuntimeError(f"could not create the first admin: {created.stderr.strip()}")
+        return created.stdout.rsplit(": ", 1)[-1].strip()
 
     def _redis_ok(self) -> bool:
         import redis
@@ -335,7 +362,8 @@ def _alive_group(pgid: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``make up/down/status``."""
     parser = argparse.ArgumentParser(prog="python -m scripts.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "users", "tokens"))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="for users/tokens: the admin CLI's arguments")
     args = parser.parse_args(argv)
     stack = Stack(StackConfig.from_env())
     if args.command == "up":
@@ -344,7 +372,17 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        try:
+            password = stack.ensure_admin()
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         print(f"\nThe stack is up: {stack.config.url}")
+        if password:
+            print(f"First admin account: admin / {password}  (shown once; change it with "
+                  f"`make users ARGS='reset-password admin'`)")
+        print("Manage accounts and integration tokens: make users ARGS='create alice --role clinician' "
+              "| ARGS=list | ARGS='disable alice'; make tokens ARGS='create pacs'")
         print(f"Prometheus: http://127.0.0.1:{stack.config.prometheus_port}/")
         print(f"API token and other secrets: {stack.run_dir / 'secrets.env'} (mode 0600)")
         print(f"Try: curl -H \"Authorization: Bearer $(grep ^API_TOKEN= {stack.run_dir}/secrets.env | cut -d= -f2)\" "
@@ -353,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         stack.down()
         return 0
+    if args.command in ("users", "tokens"):
+        done = stack.cli(args.command, *args.args, stdin=sys.stdin.read() if "--password-stdin" in args.args else "")
+        print(done.stdout, end="")
+        print(done.stderr, end="", file=sys.stderr)
+        return done.returncode
     return 0 if stack.status() else 1
 
 

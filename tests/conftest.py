@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from scripts.stack import Stack, StackConfig  # noqa: E402
-from tests.helpers import REPO, XRAYS, free_port, stop, wait_for  # noqa: E402
+from tests.helpers import ACCOUNTS, REPO, XRAYS, free_port, stop, wait_for  # noqa: E402
 
 
 class RedisServer:
@@ -89,6 +89,11 @@ PORTS = ("http_port", "api_port", "ui_port", "redis_port", "prometheus_port", "n
          "redis_exporter_port", "nginx_exporter_port", "nginx_status_port")
 
 
+# A short idle timeout so that a test can watch a session expire; a per-address sign-in limit
+# above the failures the whole suite makes from 127.0.0.1 (the per-address lock-out has its own test).
+STACK_ENV = {"SESSION_IDLE_SECONDS": "12", "SIGNIN_MAX_FAILURES_PER_ADDRESS": "60"}
+
+
 def free_ports() -> dict[str, int]:
     return {name: free_port() for name in PORTS}
 
@@ -97,8 +102,11 @@ def free_ports() -> dict[str, int]:
 def stack(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(run_dir=tmp_path_factory.mktemp("stack"), model_path=shipped_model, api_workers=2,
                          rate_limit="50r/s", rate_burst=100, scrape_interval="2s",
-                         client_timeout="3s", **free_ports())
+                         client_timeout="3s", extra_env=STACK_ENV, **free_ports())
     stack = Stack(config)
     stack.up()
+    for name, (role, password) in ACCOUNTS.items():
+        created = stack.cli("users", "create", name, "--role", role, "--password-stdin", stdin=password + "\n")
+        assert created.returncode == 0, created.stderr
     yield stack
     stack.down()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -79,3 +80,31 @@ def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: floa
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+# Accounts that the stack fixture creates through the admin CLI (test-only passwords).
+ACCOUNTS = {
+    "admin": ("admin", "admin-password-for-tests"),
+    "alice": ("clinician", "alice-password-for-tests"),
+    "bob": ("clinician", "bob-password-for-tests"),
+}
+
+
+def csrf_token(page: str) -> str:
+    """The CSRF token of the first form on a UI page."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    if match is None:
+        raise AssertionError(f"no CSRF token on the page: {page[:300]}")
+    return match.group(1)
+
+
+def sign_in(base_url: str, username: str, password: str | None = None) -> "requests.Session":
+    """A browser-like session signed in to the UI (asserts that the sign-in worked)."""
+    import requests
+
+    session = requests.Session()
+    token = csrf_token(session.get(base_url + "sign-in", timeout=10).text)
+    resp = session.post(base_url + "sign-in", timeout=30, data={
+        "csrf_token": token, "username": username, "password": password or ACCOUNTS[username][1]})
+    assert resp.status_code == 200 and 'id="signed-in-as"' in resp.text, resp.text[:500]
+    return session

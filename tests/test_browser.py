@@ -1,4 +1,5 @@
-"""A real browser: headless Chromium drives the UI through Nginx, upload -> result page with heat-map."""
+"""A real browser: headless Chromium drives the UI through Nginx: sign in, upload -> result page with
+heat-map, history, sign out."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Iterator
 import pytest
 
 from scripts.stack import Stack
-from tests.helpers import REPO, fixture_images
+from tests.helpers import ACCOUNTS, REPO, fixture_images
 
 SCREENSHOTS = REPO / "documentation" / "screenshots"
 
@@ -41,8 +42,14 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
 
     xray, _ = fixture_images()[-1]
     browser.get(stack.config.url)
-    assert "Upload a chest X-ray" in browser.page_source
+    assert "/sign-in" in browser.current_url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys(ACCOUNTS["alice"][1])
+    browser.save_screenshot(str(SCREENSHOTS / "ui_signin.png"))
+    browser.find_element(By.ID, "signin").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signed-in-as")))
+    assert "Upload a chest X-ray" in browser.page_source
     browser.save_screenshot(str(SCREENSHOTS / "ui_upload.png"))
     browser.find_element(By.ID, "file").send_keys(str(xray))
     assert browser.find_element(By.ID, "drop-text").text == xray.name
@@ -55,6 +62,10 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     assert "not a diagnosis" in browser.page_source
     browser.save_screenshot(str(SCREENSHOTS / "ui_result.png"))
     result_id = browser.find_element(By.ID, "result-id").text
-    browser.find_element(By.LINK_TEXT, "Recent results").click()
+    browser.find_element(By.LINK_TEXT, "My results").click()
     assert result_id in browser.page_source
+    browser.find_element(By.ID, "sign-out").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signin-form")))
+    browser.get(stack.config.url + "results")
+    assert "/sign-in" in browser.current_url and result_id not in browser.page_source
 

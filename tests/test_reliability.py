@@ -20,7 +20,7 @@ from PIL import Image
 from model.store import ResultStore
 from scripts import loadtest
 from scripts.stack import Stack
-from tests.helpers import REPO, fixture_images, make_dicom, wait_for
+from tests.helpers import REPO, csrf_token, fixture_images, make_dicom, sign_in, wait_for
 from tests.test_api import BAD_INPUTS, _png
 
 XRAY = fixture_images()[-1][0]
@@ -180,11 +180,11 @@ def test_killed_api_worker_is_replaced(stack: Stack) -> None:
 
 
 def test_api_down_gives_an_honest_page(stack: Stack) -> None:
+    session = sign_in(stack.config.url, "alice")
+    token = csrf_token(session.get(stack.config.url, timeout=10).text)
     stack.stop_service("api")
     try:
-        session = requests.Session()
-        page = session.get(stack.config.url, timeout=10).text
-        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        assert session.get(stack.config.url, timeout=10).status_code == 503
         resp = session.post(stack.config.url + "predict", data={"csrf_token": token},
                             files={"file": (XRAY.name, XRAY.read_bytes())}, timeout=60)
         assert resp.status_code == 503 and "unavailable" in resp.text and "Traceback" not in resp.text
@@ -209,11 +209,18 @@ def test_api_refuses_to_start_with_a_bad_model(tmp_path, model: str) -> None:
     assert expected in proc.stdout + proc.stderr
 
 
-def test_results_survive_a_redis_restart(stack: Stack) -> None:
+def test_results_accounts_and_audit_survive_a_redis_restart(stack: Stack) -> None:
     """deploy/redis/redis.conf keeps an append-only file (fsync every second)."""
     resp = requests.post(_targets(stack)["nginx"], files={"file": XRAY.read_bytes()}, headers=_auth(stack), timeout=60)
     result_id = resp.json()["id"]
+    created = stack.cli("users", "create", "restart-check", "--role", "clinician", "--password-stdin",
+                        stdin="restart-check-password\n")
+    assert created.returncode == 0, created.stderr
+    audit_before = _store(stack).client.xlen("pneumonia:audit")
     stack.stop_service("redis")
     stack.start_service("redis")
     record = _store(stack).get(result_id)
     assert record is not None and record.label == resp.json()["label"]
+    assert _store(stack).client.xlen("pneumonia:audit") >= audit_before > 0
+    session = sign_in(stack.config.url, "restart-check", "restart-check-password")
+    assert "restart-check" in session.get(stack.config.url, timeout=10).text

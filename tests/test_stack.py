@@ -18,7 +18,7 @@ import requests
 from model.store import ResultStore
 from scripts.stack import Stack, StackConfig
 from tests.conftest import free_ports
-from tests.helpers import REPO, fixture_images, wait_for
+from tests.helpers import REPO, csrf_token, fixture_images, sign_in, wait_for
 
 XRAY, XRAY_LABEL = fixture_images()[-1]
 def _token(stack: Stack) -> str:
@@ -31,14 +31,9 @@ def _store(stack: Stack) -> ResultStore:
     return ResultStore(client)
 
 
-def _csrf(session: requests.Session, url: str) -> str:
-    page = session.get(url, timeout=10).text
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
 def test_upload_through_the_ui_form_lands_in_redis(stack: Stack) -> None:
-    session = requests.Session()
-    token = _csrf(session, stack.config.url)
+    session = sign_in(stack.config.url, "alice")
+    token = csrf_token(session.get(stack.config.url, timeout=10).text)
     with XRAY.open("rb") as fh:
         resp = session.post(stack.config.url + "predict", data={"csrf_token": token},
                             files={"file": (XRAY.name, fh, "image/jpeg")}, timeout=60)
@@ -48,7 +43,7 @@ def test_upload_through_the_ui_form_lands_in_redis(stack: Stack) -> None:
     result_id = re.search(r'id="result-id">([0-9a-f]{32})<', resp.text).group(1)
     label = re.search(r'id="label">(\w+)<', resp.text).group(1)
     stored = _store(stack).get(result_id)
-    assert stored is not None and stored.label == label and stored.source == "api"
+    assert stored is not None and stored.label == label and stored.source == "api" and stored.owner == "user:alice"
     history = session.get(stack.config.url + "results", timeout=10)
     assert result_id in history.text
     assert session.get(stack.config.url + f"results/{result_id}", timeout=10).status_code == 200
@@ -64,12 +59,13 @@ def test_api_through_nginx_needs_the_token(stack: Stack) -> None:
 
 
 def test_ui_form_without_csrf_token_is_refused(stack: Stack) -> None:
-    resp = requests.post(stack.config.url + "predict", files={"file": XRAY.read_bytes()}, timeout=30)
+    session = sign_in(stack.config.url, "alice")
+    resp = session.post(stack.config.url + "predict", files={"file": XRAY.read_bytes()}, timeout=30)
     assert resp.status_code == 400 and "security token" in resp.text
 
 
 def test_private_endpoints_are_not_exposed(stack: Stack) -> None:
-    for path in ("metrics", "api/metrics"):
+    for path in ("metrics", "api/metrics", "api/auth/session", "api/admin/users", "api/admin/audit"):
         assert requests.get(stack.config.url + path, timeout=10).status_code == 404
     headers = requests.get(stack.config.url, timeout=10).headers
     assert headers["X-Content-Type-Options"] == "nosniff" and "nginx/" not in headers.get("Server", "")

@@ -1,9 +1,7 @@
-"""The UI on its own (Flask test client): pages, CSRF, and honest errors when the API is down or slow."""
+"""The UI on its own (Flask test client): sign-in guard, CSRF, honest errors when the API is down or slow."""
 
 from __future__ import annotations
 
-import io
-import re
 import socket
 import threading
 from typing import Iterator
@@ -13,9 +11,7 @@ from flask.testing import FlaskClient
 
 from pneumonia_web import create_app
 from pneumonia_web.settings import WebSettings
-from tests.helpers import fixture_images, free_port
-
-XRAY = fixture_images()[0][0]
+from tests.helpers import csrf_token, free_port
 
 
 def _client(api_url: str, timeout: float = 2.0) -> FlaskClient:
@@ -23,14 +19,10 @@ def _client(api_url: str, timeout: float = 2.0) -> FlaskClient:
     return create_app(settings).test_client()
 
 
-def _csrf(client: FlaskClient) -> str:
-    page = client.get("/").get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def _upload(client: FlaskClient) -> "object":
-    return client.post("/predict", data={"csrf_token": _csrf(client), "file": (io.BytesIO(XRAY.read_bytes()), XRAY.name)},
-                       content_type="multipart/form-data")
+def _sign_in(client: FlaskClient, next_url: str = ""):
+    page = client.get("/sign-in").get_data(as_text=True)
+    return client.post("/sign-in", data={"csrf_token": csrf_token(page), "username": "alice",
+                                         "password": "alice-password-for-tests", "next": next_url})
 
 
 @pytest.fixture()
@@ -60,32 +52,34 @@ def silent_api() -> Iterator[str]:
     server.close()
 
 
-def test_upload_page_has_csrf_token_and_security_headers() -> None:
-    resp = _client("http://127.0.0.1:1").get("/")
+def test_sign_in_page_has_csrf_token_and_security_headers() -> None:
+    resp = _client("http://127.0.0.1:1").get("/sign-in")
     assert resp.status_code == 200 and 'name="csrf_token"' in resp.get_data(as_text=True)
     assert resp.headers["X-Frame-Options"] == "DENY" and "default-src 'self'" in resp.headers["Content-Security-Policy"]
 
 
+@pytest.mark.parametrize("path", ["/", "/results", "/results/" + "a" * 32, "/admin/users", "/admin/audit"])
+def test_every_page_needs_a_signed_in_user(path: str) -> None:
+    resp = _client("http://127.0.0.1:1").get(path)
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/sign-in")
+
+
+def test_forms_without_csrf_token_are_refused() -> None:
+    client = _client("http://127.0.0.1:1")
+    for path in ("/sign-in", "/sign-out", "/predict", "/admin/users", "/admin/users/bob/disable"):
+        resp = client.post(path, data={"username": "alice", "password": "x"})
+        assert resp.status_code == 400 and "security token" in resp.get_data(as_text=True), path
+
+
 def test_api_down_gives_an_honest_503_page() -> None:
-    resp = _upload(_client(f"http://127.0.0.1:{free_port()}"))
+    resp = _sign_in(_client(f"http://127.0.0.1:{free_port()}"))
     body = resp.get_data(as_text=True)
     assert resp.status_code == 503 and "unavailable" in body and "Traceback" not in body
 
 
 def test_api_slow_gives_a_timeout_page(silent_api: str) -> None:
-    resp = _upload(_client(silent_api, timeout=0.5))
+    resp = _sign_in(_client(silent_api, timeout=0.5))
     assert resp.status_code == 503 and "did not answer in time" in resp.get_data(as_text=True)
-
-
-def test_results_page_when_api_down() -> None:
-    resp = _client(f"http://127.0.0.1:{free_port()}").get("/results")
-    assert resp.status_code == 503
-
-
-def test_missing_file_and_bad_result_id() -> None:
-    client = _client("http://127.0.0.1:1")
-    assert client.post("/predict", data={"csrf_token": _csrf(client)}).status_code == 400
-    assert client.get("/results/not-an-id").status_code == 404
 
 
 def test_ui_refuses_to_start_without_secrets() -> None:

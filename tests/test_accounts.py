@@ -1,0 +1,188 @@
+"""Accounts, sessions, lock-out, integration tokens and the audit trail, through the API's routes
+(Flask test client) against a real redis-server and a real model."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from flask.testing import FlaskClient
+
+from pneumonia_api import create_app
+from pneumonia_api.settings import ApiSettings
+from tests.conftest import RedisServer
+from tests.helpers import fixture_images
+
+TOKEN = "service-token-for-tests"
+XRAY = fixture_images()[0][0]
+PASSWORDS = {"ann": "ann-password-123", "ben": "ben-password-123", "root": "root-password-123"}
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("accounts_redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_app(tiny_model: Path, module_redis: RedisServer):
+    settings = ApiSettings(model_path=str(tiny_model), redis_url=module_redis.url, redis_password=module_redis.password,
+                           api_token=TOKEN, session_idle_seconds=2, session_max_seconds=3600,
+                           signin_max_failures_per_account=3, signin_max_failures_per_address=6)
+    return create_app(settings)
+
+
+@pytest.fixture()
+def api(api_app, module_redis: RedisServer) -> FlaskClient:
+    module_redis.client().flushdb()
+    client = api_app.test_client()
+    for name, password in PASSWORDS.items():
+        role = "admin" if name == "root" else "clinician"
+        resp = _as(client, "POST", "/admin/users", actor="cli-test",
+                   json={"username": name, "role": role, "password": password})
+        assert resp.status_code == 201, resp.get_json()
+    return client
+
+
+def _as(client: FlaskClient, method: str, path: str, session: str = "", address: str = "10.0.0.7",
+        actor: str = "", bearer: str = TOKEN, **kwargs):
+    headers = {"Authorization": f"Bearer {bearer}", "X-Client-Address": address}
+    if session:
+        headers["X-Session-Id"] = session
+    if actor:
+        headers["X-Actor"] = actor
+    return client.open(path, method=method, headers=headers, **kwargs)
+
+
+def _sign_in(client: FlaskClient, name: str, password: str | None = None, address: str = "10.0.0.7"):
+    return _as(client, "POST", "/auth/sign-in", address=address,
+               json={"username": name, "password": PASSWORDS.get(name, "") if password is None else password})
+
+
+def _session(client: FlaskClient, name: str) -> str:
+    resp = _sign_in(client, name)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["session_id"]
+
+
+def _audit(client: FlaskClient, **filters: str) -> list[dict]:
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    return _as(client, "GET", f"/admin/audit?{query}", actor="cli-test").get_json()["events"]
+
+
+def test_passwords_are_argon2id_hashes(api: FlaskClient, module_redis: RedisServer) -> None:
+    stored = module_redis.client().hget("pneumonia:user:ann", "password_hash")
+    assert stored.startswith("$argon2id$") and PASSWORDS["ann"] not in stored
+
+
+def test_sign_in_wrong_password_and_unknown_user_get_the_same_answer(api: FlaskClient) -> None:
+    assert _sign_in(api, "ann").get_json()["role"] == "clinician"
+    wrong, unknown = _sign_in(api, "ann", "not-her-password"), _sign_in(api, "nobody", "whatever-password")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.get_json() == unknown.get_json() == {"error": "wrong username or password", "status": 401}
+    outcomes = [(e["actor"], e["outcome"]) for e in _audit(api, action="sign_in")]
+    assert outcomes[:3] == [("user:nobody", "failed"), ("user:ann", "failed"), ("user:ann", "ok")]
+
+
+def test_lock_out_per_account_even_for_unknown_names(api: FlaskClient) -> None:
+    for name in ("ann", "ghost"):
+        for i in range(3):  # from three addresses: the account's count, not the address's, locks
+            assert _sign_in(api, name, "wrong-password-x", address=f"10.1.0.{i}").status_code == 401
+        locked = _sign_in(api, name, PASSWORDS.get(name, "any-password"), address="10.2.0.1")
+        assert locked.status_code == 429 and "too many" in locked.get_json()["error"]
+    assert _sign_in(api, "ben", address="10.1.0.1").status_code == 200  # other accounts are not affected
+    assert {e["actor"] for e in _audit(api, action="sign_in") if e["outcome"] == "locked"} == {"user:ann", "user:ghost"}
+
+
+def test_lock_out_per_client_address(api: FlaskClient) -> None:
+    for i in range(6):
+        assert _sign_in(api, f"guess{i}", "wrong-password-x", address="203.0.113.9").status_code == 401
+    assert _sign_in(api, "ben", address="203.0.113.9").status_code == 429
+    assert _sign_in(api, "ben", address="198.51.100.4").status_code == 200
+
+
+def test_session_idle_timeout_and_sign_out(api: FlaskClient) -> None:
+    session = _session(api, "ann")
+    assert _as(api, "GET", "/auth/session", session).get_json() == {"username": "ann", "role": "clinician"}
+    time.sleep(2.5)
+    assert _as(api, "GET", "/auth/session", session).status_code == 401
+    session = _session(api, "ann")
+    assert _as(api, "POST", "/auth/sign-out", session).status_code == 200
+    assert _as(api, "GET", "/auth/session", session).status_code == 401
+    assert [e["action"] for e in _audit(api, actor="user:ann")][:2] == ["sign_out", "sign_in"]
+
+
+def test_disable_and_password_reset_end_sessions(api: FlaskClient) -> None:
+    session = _session(api, "ann")
+    assert _as(api, "POST", "/admin/users/ann/disable", actor="cli-test", json={}).status_code == 200
+    assert _as(api, "GET", "/auth/session", session).status_code == 401
+    assert _sign_in(api, "ann").status_code == 401
+    _as(api, "POST", "/admin/users/ann/enable", actor="cli-test", json={})
+    session = _session(api, "ann")
+    answer = _as(api, "POST", "/admin/users/ann/password", actor="cli-test", json={}).get_json()
+    assert len(answer["password"]) >= 12
+    assert _as(api, "GET", "/auth/session", session).status_code == 401
+    assert _sign_in(api, "ann", answer["password"]).status_code == 200
+    actions = [e["action"] for e in _audit(api, actor="service:cli-test")]
+    assert {"account_disabled", "account_enabled", "password_reset", "account_created"} <= set(actions)
+
+
+def test_weak_password_and_bad_names_are_refused(api: FlaskClient) -> None:
+    for body in ({"username": "carl", "role": "clinician", "password": "short"},
+                 {"username": "Bad Name!", "role": "clinician"}, {"username": "carl", "role": "superuser"},
+                 {"username": "ann", "role": "clinician"}):
+        resp = _as(api, "POST", "/admin/users", actor="cli-test", json=body)
+        assert resp.status_code == 400 and resp.get_json()["error"]
+
+
+def test_clinicians_see_only_their_own_results_admins_see_all(api: FlaskClient) -> None:
+    ann, ben, root = (_session(api, name) for name in ("ann", "ben", "root"))
+    made = _as(api, "POST", "/predict", ann, data={"file": (XRAY.open("rb"), XRAY.name)}).get_json()
+    assert made["owner"] == "user:ann"
+    assert _as(api, "GET", f"/results/{made['id']}", ann).status_code == 200
+    denied = _as(api, "GET", f"/results/{made['id']}", ben)
+    assert denied.status_code == 404 and "label" not in denied.get_json()
+    assert _as(api, "GET", f"/results/{made['id']}", root).get_json()["label"] == made["label"]
+    assert [r["id"] for r in _as(api, "GET", "/results", ann).get_json()["results"]] == [made["id"]]
+    assert _as(api, "GET", "/results", ben).get_json()["results"] == []
+    views = {(e["actor"], e["outcome"]) for e in _audit(api, action="result_viewed")}
+    assert {("user:ann", "ok"), ("user:ben", "denied"), ("user:root", "ok")} <= views
+    prediction = _audit(api, action="prediction")[0]
+    assert prediction["actor"] == "user:ann" and prediction["target"] == made["id"]
+    assert prediction["image_sha256"] == made["image_sha256"] and prediction["address"] == "10.0.0.7"
+
+
+def test_clinicians_cannot_administer(api: FlaskClient) -> None:
+    ann = _session(api, "ann")
+    for method, path in (("GET", "/admin/users"), ("GET", "/admin/audit"), ("POST", "/admin/tokens")):
+        assert _as(api, method, path, ann, json={}).status_code == 403
+
+
+def test_integration_tokens_are_audited_scoped_and_revocable(api: FlaskClient) -> None:
+    token = _as(api, "POST", "/admin/tokens", actor="cli-test", json={"name": "pacs"}).get_json()["token"]
+    made = _as(api, "POST", "/predict", bearer=token, data={"file": (XRAY.open("rb"), XRAY.name)}).get_json()
+    assert made["owner"] == "token:pacs"
+    other = _as(api, "POST", "/predict", _session(api, "ann"), data={"file": (XRAY.open("rb"), XRAY.name)}).get_json()
+    assert _as(api, "GET", f"/results/{other['id']}", bearer=token).status_code == 404
+    assert [r["id"] for r in _as(api, "GET", "/results", bearer=token).get_json()["results"]] == [made["id"]]
+    assert _as(api, "POST", "/auth/sign-in", bearer=token, json={"username": "ann"}).status_code == 403
+    assert _as(api, "GET", "/admin/users", bearer=token).status_code == 403
+    assert _audit(api, actor="token:pacs", action="prediction")[0]["target"] == made["id"]
+    assert _as(api, "DELETE", "/admin/tokens/pacs", actor="cli-test").status_code == 200
+    assert _as(api, "GET", "/results", bearer=token).status_code == 401
+
+
+def test_audit_export_is_json_lines_without_images(api: FlaskClient) -> None:
+    _as(api, "POST", "/predict", _session(api, "ann"), data={"file": (XRAY.open("rb"), XRAY.name)})
+    resp = _as(api, "GET", "/admin/audit/export", actor="cli-test")
+    assert resp.status_code == 200 and resp.mimetype == "application/x-ndjson"
+    events = [json.loads(line) for line in resp.get_data(as_text=True).splitlines()]
+    assert {"account_created", "sign_in", "prediction"} <= {e["action"] for e in events}
+    assert all(set(e) <= {"id", "time_utc", "actor", "action", "outcome", "address", "target", "image_sha256",
+                          "detail"} for e in events)
+    assert _as(api, "GET", "/admin/audit?since=yesterday", actor="cli-test").status_code == 400
