@@ -16,7 +16,7 @@ from flask.sessions import SecureCookieSessionInterface
 from pneumonia_web.api_client import ApiClient, ApiError, Caller
 
 bp = Blueprint("auth", __name__)
-OPEN_ENDPOINTS = {"auth.sign_in", "healthz", "static"}
+OPEN_ENDPOINTS = {"auth.sign_in", "healthz", "metrics", "static"}  # metrics: hidden by Nginx
 
 
 class TlsAwareSessionInterface(SecureCookieSessionInterface):

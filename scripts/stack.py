@@ -166,9 +166,8 @@ class Stack:
             "RUN_DIR": str(self.run_dir), "NGINX_TEMP": str(self._nginx_temp()),
             "NGINX_USER_DIRECTIVE": f"user {NGINX_WORKER_USER};" if os.geteuid() == 0 else "",
         }), 0o644)
-        prom = self.conf_dir / "prometheus"
-        shutil.rmtree(prom, ignore_errors=True)
-        shutil.copytree(DEPLOY / "prometheus", prom, ignore=shutil.ignore_patterns("tests", "*.md"))
+        prom = self.conf_dir / "prometheus"  # updated in place: a running Prometheus watches targets/
+        shutil.copytree(DEPLOY / "prometheus", prom, ignore=shutil.ignore_patterns("tests", "*.md"), dirs_exist_ok=True)
         targets = {
             "prometheus": [(f"127.0.0.1:{c.prometheus_port}", "monitoring")],
             "node": [(f"127.0.0.1:{c.node_exporter_port}", "local")],

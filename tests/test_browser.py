@@ -69,3 +69,18 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     browser.get(stack.config.url + "results")
     assert "/sign-in" in browser.current_url and result_id not in browser.page_source
 
+
+
+def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(stack.config.url + "admin/audit")
+    browser.find_element(By.ID, "username").send_keys("admin")
+    browser.find_element(By.ID, "password").send_keys(ACCOUNTS["admin"][1])
+    browser.find_element(By.ID, "signin").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "audit")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
+    assert rows and any("sign_in" in row.text for row in rows)
+    browser.save_screenshot(str(SCREENSHOTS / "ui_audit.png"))

@@ -85,6 +85,14 @@ UI_BIND=0.0.0.0:5001
 MAX_UPLOAD_BYTES=$((MAX_UPLOAD_MB * 1048576))
 PROMETHEUS_MULTIPROC_DIR=/run/pneumonia-ui/metrics
 ENV
+  # The admin CLI with the UI's settings: `sudo pneumonia-admin users create alice --role clinician`.
+  cat >/usr/local/bin/pneumonia-admin <<SCRIPT
+#!/bin/sh
+set -a
+. /etc/pneumonia/ui.env
+cd $REPO && exec $VENV/bin/flask --app pneumonia_web "\$@"
+SCRIPT
+  chmod 0750 /usr/local/bin/pneumonia-admin
   unit pneumonia-ui
 }
 

@@ -24,11 +24,14 @@ def parse(spec: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def write_targets(folder: Path, jobs: dict[str, list[tuple[str, str]]]) -> None:
-    """One ``<job>.json`` per job, each target labelled with its role."""
+    """One ``<job>.json`` per job, each target labelled with its role; each file is replaced
+    atomically (write, then rename) so a running Prometheus never reads half a file."""
     folder.mkdir(parents=True, exist_ok=True)
     for job, pairs in jobs.items():
         entries = [{"targets": [target], "labels": {"role": role}} for target, role in pairs]
-        (folder / f"{job}.json").write_text(json.dumps(entries, indent=2) + "\n")
+        partial = folder / f".{job}.json.tmp"
+        partial.write_text(json.dumps(entries, indent=2) + "\n")
+        partial.replace(folder / f"{job}.json")
 
 
 if __name__ == "__main__":
