@@ -17,11 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if __package__ in (None, ""):  # run as ``python model/cnn.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.training import TrainConfig, run_folds, train_once  # noqa: E402
 from model.architecture import BACKBONES, WeightsUnavailableError  # noqa: E402
 from model.data import DatasetError  # noqa: E402
 from model.pipeline import AUGMENTATIONS  # noqa: E402
 from model.preprocessing import RESIZE_MODES  # noqa: E402
+from model.training import TrainConfig, run_folds, train_once  # noqa: E402
 
 
 def _class_weight(text: str) -> dict[int, float]:

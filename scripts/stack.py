@@ -246,7 +246,8 @@ class Stack:
         listing = self.cli("users", "list")
         if listing.returncode != 0:
             raise RuntimeError(f"admin CLI failed: {listing.stderr.strip()}")
-        if any(line.split()[1:3] == ["admin", "active"] for line in listing.stdout.splitlines() if line.strip()):
+        rows = [line.split() for line in listing.stdout.splitlines()]
+        if any(row[1:3] == ["admin", "active"] for row in rows):
             return None
         created = self.cli("users", "create", "admin", "--role", "admin")
         if created.returncode != 0:
@@ -391,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.down()
         return 0
     if args.command in ("users", "tokens"):
-        done = stack.cli(args.command, *args.args, stdin=sys.stdin.read() if "--password-stdin" in args.args else "")
+        password = sys.stdin.read() if "--password-stdin" in args.args else ""
+        done = stack.cli(args.command, *args.args, stdin=password)
         print(done.stdout, end="")
         print(done.stderr, end="", file=sys.stderr)
         return done.returncode

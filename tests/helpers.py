@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -98,10 +99,8 @@ def csrf_token(page: str) -> str:
     return match.group(1)
 
 
-def sign_in(base_url: str, username: str, password: str | None = None) -> "requests.Session":
+def sign_in(base_url: str, username: str, password: str | None = None) -> requests.Session:
     """A browser-like session signed in to the UI (asserts that the sign-in worked)."""
-    import requests
-
     session = requests.Session()
     token = csrf_token(session.get(base_url + "sign-in", timeout=10).text)
     resp = session.post(base_url + "sign-in", timeout=30, data={

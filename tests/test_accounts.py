@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from flask.testing import FlaskClient
@@ -19,14 +18,6 @@ from tests.helpers import fixture_images
 TOKEN = "service-token-for-tests"
 XRAY = fixture_images()[0][0]
 PASSWORDS = {"ann": "ann-password-123", "ben": "ben-password-123", "root": "root-password-123"}
-
-
-@pytest.fixture(scope="module")
-def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("accounts_redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -45,9 +45,9 @@ def test_fixture_xrays_are_classified(predictor: Predictor) -> None:
 
 
 def test_onnx_engine_matches_keras(shipped_model: Path) -> None:
-    from model.preprocessing import preprocess_bytes
-
     import numpy as np
+
+    from model.preprocessing import preprocess_bytes
 
     onnx_engine, keras_engine = Predictor(shipped_model, engine="onnx"), Predictor(shipped_model, engine="keras")
     x = np.stack([preprocess_bytes(p.read_bytes(), onnx_engine.spec) for p, _ in fixture_images()])
