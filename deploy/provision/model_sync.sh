@@ -6,13 +6,22 @@ set -euo pipefail
 # shellcheck source=/dev/null
 source /etc/pneumonia/host.env
 DEST=/var/lib/pneumonia/models
-if aws s3 cp --region "$AWS_REGION" "s3://$MODEL_BUCKET/models/latest/best_model.json" "$DEST/best_model.json.new" &&
-   aws s3 cp --region "$AWS_REGION" "s3://$MODEL_BUCKET/models/latest/best_model.keras" "$DEST/best_model.keras.new"; then
-  mv "$DEST/best_model.keras.new" "$DEST/best_model.keras"
-  mv "$DEST/best_model.json.new" "$DEST/best_model.json"
+FILES="best_model.keras best_model.json best_model.onnx"  # the ONNX export is the API's fast engine
+
+copy_from() {  # copy_from DIR: the model files present in DIR
+  for f in $FILES; do [ ! -f "$1/$f" ] || cp "$1/$f" "$DEST/$f"; done
+}
+
+if [ -n "${PROVISION_MODEL_DIR:-}" ]; then  # rehearsal switch (see provision.sh): a local model, no S3
+  copy_from "$PROVISION_MODEL_DIR"
+  echo "model copied from $PROVISION_MODEL_DIR"
+elif aws s3 sync --region "$AWS_REGION" --delete "s3://$MODEL_BUCKET/models/latest/" "$DEST/incoming/" &&
+     [ -f "$DEST/incoming/best_model.keras" ] && [ -f "$DEST/incoming/best_model.json" ]; then
+  rm -f "$DEST/best_model.onnx"  # an old export must not outlive its model
+  copy_from "$DEST/incoming"
   echo "model synced from s3://$MODEL_BUCKET/models/latest/"
 elif [ ! -f "$DEST/best_model.keras" ]; then
-  cp /opt/pneumonia/models/best_model.keras /opt/pneumonia/models/best_model.json "$DEST/"
+  copy_from /opt/pneumonia/models
   echo "no model in S3 yet: using the model shipped in the repository"
 fi
 chown -R pneumonia:pneumonia "$DEST"

@@ -11,11 +11,28 @@ source "$SETTINGS"
 export DEBIAN_FRONTEND=noninteractive
 VENV=$REPO/.venv
 
+# Rehearsal switches (`make rehearsal` sets them; on AWS none is set). Each marks the one thing
+# that needs AWS or the internet; everything else runs exactly as on an EC2 host.
+#   PROVISION_OFFLINE=1        packages and the virtual environment are already installed:
+#                              no apt-get/snap/pip, no Grafana repository, no training run
+#   PROVISION_SECRETS_DIR=DIR  secrets are the files DIR/<name> instead of SSM parameters
+#   PROVISION_MODEL_DIR=DIR    the API's model comes from DIR instead of S3 (model_sync.sh)
+# (The rehearsal also puts a stand-in `systemctl` first on PATH: its hosts run no systemd.)
+OFFLINE=${PROVISION_OFFLINE:-}
+
 log() { echo "[provision $ROLE] $*"; }
 
 secret() {  # secret NAME -> value from SSM Parameter Store (SecureString)
+  if [ -n "${PROVISION_SECRETS_DIR:-}" ]; then
+    cat "$PROVISION_SECRETS_DIR/$1"
+    return
+  fi
   aws ssm get-parameter --region "$AWS_REGION" --with-decryption --name "$SSM_PREFIX/$1" \
     --query Parameter.Value --output text
+}
+
+packages() {  # packages NAME...: apt-get install (already installed when offline)
+  [ -n "$OFFLINE" ] || apt-get install -y -qq "$@"
 }
 
 render() {  # render TEMPLATE DEST VAR...: envsubst with only the named variables
@@ -34,15 +51,18 @@ servers() {  # servers "ip:port ip:port" -> "server ip:port; server ip:port;"
 
 common() {
   log "base packages"
-  apt-get update -qq
-  apt-get install -y -qq gettext-base curl prometheus-node-exporter python3-venv python3-pip
-  command -v aws >/dev/null || snap install aws-cli --classic
+  if [ -z "$OFFLINE" ]; then
+    apt-get update -qq
+    packages gettext-base curl prometheus-node-exporter python3-venv python3-pip
+    command -v aws >/dev/null || snap install aws-cli --classic
+  fi
   systemctl enable --now prometheus-node-exporter
   id pneumonia >/dev/null 2>&1 || useradd --system --home-dir "$REPO" --shell /usr/sbin/nologin pneumonia
 }
 
 python_env() {
   log "python virtual environment"
+  [ -z "$OFFLINE" ] || return 0
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -r "$REPO/requirements.txt"
@@ -56,7 +76,7 @@ unit() {  # unit NAME: install deploy/systemd/NAME.service and start it
 }
 
 role_nginx() {
-  apt-get install -y -qq nginx prometheus-nginx-exporter
+  packages nginx prometheus-nginx-exporter
   export NGINX_LISTEN=80 STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s
   UI_SERVERS_RENDERED=$(servers "$UI_SERVERS")
   API_SERVERS_RENDERED=$(servers "$API_SERVERS")
@@ -102,7 +122,7 @@ role_api() {
   local redis_password
   redis_password=$(secret redis_password)
   if [ "$USE_ELASTICACHE" != "true" ]; then
-    apt-get install -y -qq redis-server
+    packages redis-server
     systemctl disable --now redis-server || true
     REDIS_BIND="127.0.0.1 $(hostname -I | awk '{print $1}')"
     export REDIS_BIND REDIS_PORT=6379 REDIS_DIR=/var/lib/redis
@@ -111,7 +131,7 @@ role_api() {
     chown redis:redis /etc/pneumonia/redis.conf
     unit pneumonia-redis
   fi
-  apt-get install -y -qq prometheus-redis-exporter
+  packages prometheus-redis-exporter
   cat >/etc/default/prometheus-redis-exporter <<ENV
 ARGS="-web.listen-address=:9121 -redis.addr=${REDIS_URL%/0}"
 REDIS_PASSWORD=$redis_password
@@ -138,7 +158,7 @@ ENV
 }
 
 role_monitoring() {
-  apt-get install -y -qq prometheus apt-transport-https gnupg
+  packages prometheus apt-transport-https gnupg
   install -d /etc/prometheus/rules /etc/prometheus/targets
   cp "$REPO/deploy/prometheus/prometheus.yml" /etc/prometheus/prometheus.yml
   cp "$REPO"/deploy/prometheus/rules/*.yml /etc/prometheus/rules/
@@ -147,6 +167,10 @@ role_monitoring() {
     "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS"
   promtool check config /etc/prometheus/prometheus.yml
   systemctl enable --now prometheus && systemctl reload prometheus
+  if [ -n "$OFFLINE" ]; then
+    log "offline: Grafana (from its own apt repository) is not installed"
+    return
+  fi
   # Grafana is not in Ubuntu's archive: its own apt repository.
   curl -fsSL https://apt.grafana.com/gpg.key | gpg --dearmor -o /usr/share/keyrings/grafana.gpg
   echo "deb [signed-by=/usr/share/keyrings/grafana.gpg] https://apt.grafana.com stable main" \
@@ -169,6 +193,10 @@ ENV
 }
 
 role_training() {
+  if [ -n "$OFFLINE" ]; then
+    log "offline: no GPU packages, dataset download or training run"
+    return
+  fi
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   # The GPU build of the same TensorFlow release instead of tensorflow-cpu.
@@ -178,8 +206,9 @@ role_training() {
   cd "$REPO"
   # shellcheck disable=SC2086 # TRAINING_ARGS is a list of options
   "$VENV/bin/python" -m model.cnn --data /var/lib/pneumonia/data/chest_xray --output /var/lib/pneumonia/output $TRAINING_ARGS
-  aws s3 cp /var/lib/pneumonia/output/best_model.keras "s3://$MODEL_BUCKET/models/latest/best_model.keras"
-  aws s3 cp /var/lib/pneumonia/output/best_model.json "s3://$MODEL_BUCKET/models/latest/best_model.json"
+  for f in best_model.keras best_model.json best_model.onnx; do
+    [ ! -f "/var/lib/pneumonia/output/$f" ] || aws s3 cp "/var/lib/pneumonia/output/$f" "s3://$MODEL_BUCKET/models/latest/$f"
+  done
   log "model uploaded to s3://$MODEL_BUCKET/models/latest/"
 }
 

@@ -1,0 +1,242 @@
+"""Topology rehearsal: the AWS layout of ``terraform/`` as real hosts on this machine.
+
+``python -m scripts.rehearsal`` (``make rehearsal``; root) reads ``terraform/*.tf``, builds one
+network namespace per EC2 host with the Terraform addresses, one bridge per subnet and an
+internet client, installs on every host an nftables firewall generated from its security-group
+rules, provisions every role with ``deploy/provision/provision.sh`` (the script its user_data
+runs, with the rehearsal switches documented there), then proves by real connections that the
+wiring allows exactly the flows of ``deploy/network_policy.yml``: it prints the flow matrix, walks
+the doctor's path (sign in, upload, result) and checks that Prometheus scrapes every target.
+Everything it created is removed at the end, also on Ctrl-C, errors and its time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from scripts.rehearsal.firewall import ruleset
+from scripts.rehearsal.hostfs import HostFs
+from scripts.rehearsal.network import INTERNET_CLIENT, Lab, LabError, leftover_namespaces, preflight, run
+from scripts.rehearsal.policy import Flow, Policy, flows, matrix
+from scripts.rehearsal.topology import Host, Topology, load
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "rh"
+ROLE_ORDER = ("api", "ui", "nginx", "monitoring", "training")  # peers before the hosts that call them
+SECRET_NAMES = ("api_token", "flask_secret_key", "redis_password", "grafana_admin_password")
+DOCTOR_IMAGE = REPO / "tests/fixtures/chest_xray/PNEUMONIA/person1946_bacteria_4874.jpeg"
+
+
+class RehearsalFailed(RuntimeError):
+    """A check failed; the message says which."""
+
+
+def _timeout(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise TimeoutError("the rehearsal ran past its time limit")
+
+
+def _interrupted(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class Rehearsal:
+    """One run: lab, hosts, checks, cleanup."""
+
+    def __init__(self, topology: Topology, policy: Policy, workdir: Path, python: str) -> None:
+        self.topology = topology
+        self.policy = policy
+        self.workdir = workdir
+        self.python = python
+        self.lab = Lab(topology, f"{PREFIX}{secrets.token_hex(2)}")
+        self.fs = {name: HostFs(workdir / "hosts" / name, REPO) for name in topology.hosts}
+        self.created_user = False
+
+    # -- building ------------------------------------------------------------------
+    def build_network(self) -> None:
+        self.lab.build()
+        for host in self.topology.hosts.values():
+            rules = self.workdir / f"{host.name}.nft"
+            rules.write_text(ruleset(host, self.topology))
+            run("nft", "-f", str(rules), ns=self.lab.ns(host.name))
+        print(f"network: {len(self.topology.hosts)} hosts on {len(self.topology.public_subnets)} public and "
+              f"{len(self.topology.private_subnets)} private subnets, internet client {INTERNET_CLIENT}, "
+              f"firewalls from {len(self.topology.rules)} security-group rules")
+
+    def provision(self) -> None:
+        secret_dir = self.workdir / "secrets"
+        secret_dir.mkdir(mode=0o700)
+        for name in SECRET_NAMES:
+            path = secret_dir / name
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        try:
+            pwd.getpwnam("pneumonia")
+        except KeyError:
+            self.created_user = True  # provision.sh creates it, as on AWS; removed at the end
+        env = {**os.environ, "PATH": f"/opt/pneumonia/deploy/rehearsal:{os.environ['PATH']}",
+               "PROVISION_OFFLINE": "1", "PROVISION_SECRETS_DIR": str(secret_dir),
+               "PROVISION_MODEL_DIR": "/opt/pneumonia/models"}
+        for host in sorted(self.topology.hosts.values(), key=lambda h: ROLE_ORDER.index(h.role)):
+            fs = self.fs[host.name]
+            fs.prepare()
+            settings = re.search(r"cat >/etc/pneumonia/host.env <<'SETTINGS'\n(.*?)\nSETTINGS", host.user_data, re.S)
+            if settings is None:
+                raise RehearsalFailed(f"{host.name}: no host.env in its rendered user_data")
+            (fs.root / "etc/pneumonia/host.env").write_text(settings.group(1) + "\n")
+            started = time.monotonic()
+            log = self.workdir / f"provision-{host.name}.log"
+            with log.open("w") as out:
+                done = subprocess.run(fs.enter(self.lab.ns(host.name), ["/opt/pneumonia/deploy/provision/provision.sh"]),
+                                      env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+            if done.returncode:
+                tail = "\n".join(log.read_text().splitlines()[-25:])
+                raise RehearsalFailed(f"provisioning {host.name} failed ({done.returncode}):\n{tail}")
+            print(f"provisioned {host.name:<11} ({host.role}, {host.ip}) with provision.sh "
+                  f"in {time.monotonic() - started:.1f}s")
+
+    # -- checks --------------------------------------------------------------------
+    def probe(self) -> list[Flow]:
+        planned = flows(self.topology, self.policy, INTERNET_CLIENT.split("/")[0])
+        results: list[Flow] = []
+        for source in sorted({f.source for f in planned}):
+            mine = [f for f in planned if f.source == source]
+            ns = self.lab.internet if source == "internet" else self.lab.ns(source)
+            done = run(self.python, "-m", "scripts.rehearsal.probe", "1.0", ns=ns, cwd=REPO,
+                       input=json.dumps([[f.dest.ip, f.port] for f in mine]))
+            observed = {(ip, port): result for ip, port, result in json.loads(done.stdout)}
+            results += [Flow(f.source, f.dest, f.port, f.policy, f.security_groups, observed[(f.dest.ip, f.port)])
+                        for f in mine]
+        return results
+
+    def _wait_http(self, host: Host, url: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while run("curl", "-fsS", "-o", "/dev/null", "-m", "3", url, ns=self.lab.ns(host.name),
+                  check=False).returncode:
+            if time.monotonic() > deadline:
+                raise RehearsalFailed(f"{url} on {host.name} not answering after {seconds:.0f}s")
+            time.sleep(0.5)
+
+    def _host(self, role: str) -> Host:
+        return next(h for h in self.topology.hosts.values() if h.role == role)
+
+    def _admin_cli(self, *args: str, stdin: str = "") -> str:
+        ui = self._host("ui")
+        done = subprocess.run(self.fs[ui.name].enter(self.lab.ns(ui.name), ["/usr/local/bin/pneumonia-admin", *args]),
+                              input=stdin, capture_output=True, text=True, check=False, timeout=60)
+        if done.returncode:
+            raise RehearsalFailed(f"pneumonia-admin {' '.join(args)} failed on {ui.name}: {done.stderr.strip()}")
+        return done.stdout
+
+    def doctor_path(self) -> None:
+        for api in (h for h in self.topology.hosts.values() if h.role == "api"):
+            self._wait_http(api, "http://127.0.0.1:5000/readyz", 120)
+        nginx = self._host("nginx")
+        self._wait_http(nginx, "http://127.0.0.1/healthz", 30)
+        password = secrets.token_urlsafe(16)
+        self._admin_cli("users", "create", "rehearsal-doctor", "--password-stdin", stdin=password + "\n")
+        token = self._admin_cli("tokens", "create", "rehearsal").rsplit(": ", 1)[-1].strip()
+        done = run(self.python, "-m", "scripts.rehearsal.doctor", f"http://{nginx.ip}/", "rehearsal-doctor",
+                   password, token, str(DOCTOR_IMAGE), ns=self.lab.internet, cwd=REPO, check=False)
+        print(f"doctor's path (internet -> Nginx -> UI -> API -> Redis): {done.stdout.strip() or done.stderr[-500:]}")
+        if done.returncode:
+            raise RehearsalFailed("the doctor's path failed")
+
+    def scrapes(self, seconds: float = 120) -> None:
+        monitoring = self._host("monitoring")
+        deadline = time.monotonic() + seconds
+        while True:
+            done = run("curl", "-fsS", "-m", "5", "http://127.0.0.1:9090/api/v1/targets",
+                       ns=self.lab.ns(monitoring.name), check=False)
+            targets = json.loads(done.stdout)["data"]["activeTargets"] if done.returncode == 0 else []
+            health = {f"{t['labels']['job']} {t['labels']['instance']}": t["health"] for t in targets}
+            if health and set(health.values()) == {"up"} and len(health) >= len(self.topology.hosts) + 4:
+                break
+            if time.monotonic() > deadline:
+                raise RehearsalFailed(f"Prometheus targets not all up after {seconds:.0f}s: {health}")
+            time.sleep(2)
+        print(f"Prometheus on {monitoring.name} scrapes {len(health)} targets over the private addresses, all up:")
+        for name in sorted(health):
+            print(f"  {name}")
+
+    # -- cleanup -------------------------------------------------------------------
+    def destroy(self) -> None:
+        self.lab.destroy()
+        for fs in self.fs.values():
+            fs.remove_mount_points()
+        if self.created_user:
+            subprocess.run(["userdel", "pneumonia"], capture_output=True, check=False)
+
+
+def report(results: list[Flow]) -> list[Flow]:
+    """Print the matrix and the mismatches; return the mismatches."""
+    print("\nflow matrix (TCP connection attempts from each namespace):")
+    print(matrix(results))
+    wrong = [f for f in results if not f.ok]
+    allowed = sum(f.policy for f in results)
+    print(f"\n{len(results)} flows probed: {allowed} allowed by the policy, {len(results) - allowed} denied; "
+          f"{len(wrong)} mismatches")
+    for flow in wrong:
+        kind = "UNEXPECTED FLOW" if flow.passed_firewall else "MISSING FLOW"
+        print(f"  {kind}: {flow.describe()}")
+    drift = [f for f in results if f.policy != f.security_groups]
+    for flow in drift:
+        print(f"  terraform/ disagrees with deploy/network_policy.yml: {flow.describe()}")
+    return wrong
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.rehearsal", description=__doc__.splitlines()[0])
+    parser.add_argument("--terraform", type=Path, default=REPO / "terraform", help="the Terraform folder to rehearse")
+    parser.add_argument("--policy", type=Path, default=None, help="the network policy (deploy/network_policy.yml)")
+    parser.add_argument("--matrix-only", action="store_true",
+                        help="network, firewalls and the flow matrix only (no provisioning)")
+    parser.add_argument("--time-limit", type=int, default=480, help="seconds before it gives up and cleans up")
+    args = parser.parse_args(argv)
+    try:
+        preflight()
+    except LabError as exc:
+        print(f"rehearsal cannot run here: {exc}", file=sys.stderr)
+        return 2
+    for stale in leftover_namespaces(PREFIX):  # a run killed with SIGKILL leaves these behind
+        run("ip", "netns", "del", stale, check=False)
+    topology = load(args.terraform)
+    policy = Policy.load(args.policy) if args.policy else Policy.load()
+    signal.signal(signal.SIGALRM, _timeout)
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.alarm(args.time_limit)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rehearsal-") as tmp:
+        rehearsal = Rehearsal(topology, policy, Path(tmp), sys.executable)
+        try:
+            rehearsal.build_network()
+            if not args.matrix_only:
+                rehearsal.provision()
+            wrong = report(rehearsal.probe())
+            if not args.matrix_only:
+                rehearsal.doctor_path()
+                rehearsal.scrapes()
+            if wrong:
+                raise RehearsalFailed(f"{len(wrong)} flows differ from the policy (see above)")
+        except (RehearsalFailed, LabError, TimeoutError) as exc:
+            print(f"\nREHEARSAL FAILED: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            signal.alarm(0)
+            rehearsal.destroy()
+    print(f"\nrehearsal passed in {time.monotonic() - started:.0f}s; every namespace and process removed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
