@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHECKOV_STAMP := .venv-checkov/.installed
 
-.PHONY: up down status users tokens test venv system-deps train clean
+.PHONY: up down status users tokens rehearsal test venv system-deps train clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -38,6 +38,10 @@ status:
 # The admin CLI against the local stack, e.g. make users ARGS='create alice --role clinician'
 users tokens:
 	$(PY) -m scripts.stack $@ $(ARGS)
+
+# The AWS layout as network namespaces with the security groups as firewalls (root; part of make test)
+rehearsal: system-deps venv
+	$(PY) -m scripts.rehearsal
 
 test: venv $(CHECKOV_STAMP)
 	$(PY) -m pytest

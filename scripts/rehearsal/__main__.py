@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="network, firewalls and the flow matrix only (no provisioning)")
     parser.add_argument("--time-limit", type=int, default=480, help="seconds before it gives up and cleans up")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, also through a pipe
     try:
         preflight()
     except LabError as exc:
@@ -222,15 +223,18 @@ def main(argv: list[str] | None = None) -> int:
             rehearsal.build_network()
             if not args.matrix_only:
                 rehearsal.provision()
+                rehearsal.doctor_path()
             wrong = report(rehearsal.probe())
             if not args.matrix_only:
-                rehearsal.doctor_path()
                 rehearsal.scrapes()
             if wrong:
                 raise RehearsalFailed(f"{len(wrong)} flows differ from the policy (see above)")
         except (RehearsalFailed, LabError, TimeoutError) as exc:
             print(f"\nREHEARSAL FAILED: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("\nrehearsal interrupted; removing everything it created", flush=True)
+            return 130
         finally:
             signal.alarm(0)
             rehearsal.destroy()

@@ -32,8 +32,9 @@ class Ref:
     key: Any = None
     attr: str = ""
 
-    def __str__(self) -> str:
-        return f"<{self.type}.{self.name}[{self.key!r}].{self.attr}>"
+    def __str__(self) -> str:  # a placeholder that is safe inside a shell script
+        key = "" if self.key is None else f"-{self.key}"
+        return f"known-after-apply.{self.type}.{self.name}{key}.{self.attr}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Unknown:
     text: str
 
     def __str__(self) -> str:
-        return f"<unknown:{self.text}>"
+        return "known-after-apply." + re.sub(r"[^A-Za-z0-9_.-]", "-", self.text)
 
 
 TOKEN = re.compile(r"""

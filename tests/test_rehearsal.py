@@ -1,0 +1,132 @@
+"""The topology rehearsal: Terraform evaluated offline, the network policy, and (as root) the
+real namespaces with firewalls generated from the security groups."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.rehearsal.firewall import ruleset
+from scripts.rehearsal.hcl import Scope, evaluate
+from scripts.rehearsal.network import LabError, preflight
+from scripts.rehearsal.policy import INTERNET, Policy, flows
+from scripts.rehearsal.topology import load
+from tests.helpers import REPO
+
+TERRAFORM = REPO / "terraform"
+
+
+def _can_build_namespaces() -> str:
+    try:
+        preflight()
+    except LabError as exc:
+        return str(exc)
+    return ""
+
+
+NO_NAMESPACES = _can_build_namespaces()
+needs_root = pytest.mark.skipif(bool(NO_NAMESPACES), reason=f"rehearsal cannot run here: {NO_NAMESPACES}")
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ('"${merge({a = 1}, {b = [for i in range(3) : i * 2]})}"', {"a": 1, "b": [0, 2, 4]}),
+    ('"${cidrhost("10.20.10.0/24", 20 + 1)}"', "10.20.10.21"),
+    ('"${true ? {x = "api-${1 + 1}"} : {}}"', {"x": "api-2"}),
+    ('"${{for k, v in {a = 1, b = 2} : "${k}${v}" => v if v > 1}}"', {"b2": 2}),
+    ('"${join(" ", [for p in setproduct(["a"], ["80", "443"]) : "${p[0]}_${p[1]}"])}"', "a_80 a_443"),
+])
+def test_hcl_expressions(expression: str, expected: object) -> None:
+    assert evaluate(expression, Scope(None, {})) == expected
+
+
+def test_terraform_hosts_and_addresses_come_from_the_variables() -> None:
+    topology = load(TERRAFORM)
+    assert {h.role for h in topology.hosts.values()} == {"nginx", "ui", "api", "monitoring", "training"}
+    assert topology.hosts["nginx"].public and not topology.hosts["ui"].public
+    assert topology.hosts["nginx"].ip == "10.20.0.10" and topology.hosts["api-1"].ip == "10.20.10.20"
+    bigger = load(TERRAFORM, {"api_instance_count": 2, "private_subnet_cidrs": ["10.9.1.0/24", "10.9.2.0/24"]})
+    assert bigger.hosts["api-2"].ip == "10.9.2.21" and "10.9.1.20:5000 10.9.2.21:5000" in bigger.hosts["ui"].user_data
+
+
+def test_rendered_user_data_carries_the_peers_addresses() -> None:
+    user_data = load(TERRAFORM).hosts["monitoring"].user_data
+    assert 'API_TARGETS="10.20.10.20:5000"' in user_data and "REDIS_URL=redis://10.20.10.20:6379/0" in user_data
+    assert "${" not in user_data
+
+
+def test_security_groups_implement_the_network_policy() -> None:
+    """The static half of the rehearsal: every probed flow, the policy's verdict against the groups'."""
+    topology = load(TERRAFORM)
+    planned = flows(topology, Policy.load(), "203.0.113.10")
+    drift = [f.describe() for f in planned if f.policy != f.security_groups]
+    assert not drift, "\n".join(drift)
+    assert any(f.source == INTERNET and f.dest.role == "nginx" and f.port == 80 and f.policy for f in planned)
+
+
+def test_firewall_of_the_api_host() -> None:
+    topology = load(TERRAFORM)
+    rules = ruleset(topology.hosts["api-1"], topology)
+    assert "policy drop" in rules and "ip saddr { 10.20.10.10 } tcp dport 5000 accept" in rules
+    assert "ip saddr { 10.20.10.30 } tcp dport 6379 accept" in rules  # training only
+    assert "ip saddr { 10.20.10.10 } tcp dport 6379" not in rules
+
+
+def _rehearsal_namespaces() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if line.startswith("rh")]
+
+
+def _broken_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM, copy, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    locals_tf = copy / "locals.tf"
+    text = locals_tf.read_text()
+    marker = "  base_flows = {\n"
+    assert marker in text
+    locals_tf.write_text(text.replace(marker, marker + '    ui_to_redis = { from = "ui", to = "api", port = 6379, '
+                                                       'description = "a mistake: Redis opened to the UI" }\n'))
+    return copy
+
+
+def test_a_broken_security_group_is_caught_statically(tmp_path: Path) -> None:
+    topology = load(_broken_copy(tmp_path))
+    drift = [f for f in flows(topology, Policy.load(), "203.0.113.10") if f.policy != f.security_groups]
+    assert [(f.source, f.dest.name, f.port) for f in drift] == [("ui", "api-1", 6379)]
+
+
+@needs_root
+def test_rehearsal_passes_end_to_end() -> None:
+    done = subprocess.run([sys.executable, "-m", "scripts.rehearsal"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "0 mismatches" in done.stdout and "rehearsal passed" in done.stdout
+    assert '"sign_in": true' in done.stdout and "all up" in done.stdout
+    (REPO / "documentation" / "rehearsal_output.txt").write_text(done.stdout)
+    assert not _rehearsal_namespaces()
+
+
+@needs_root
+def test_rehearsal_fails_on_a_broken_security_group(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "scripts.rehearsal", "--matrix-only", "--terraform",
+                           str(_broken_copy(tmp_path))], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "UNEXPECTED FLOW: ui -> api-1 (api) 10.20.10.20:6379: policy DENIED" in done.stdout, done.stdout[-2000:]
+    assert "REHEARSAL FAILED" in done.stderr
+
+
+@needs_root
+def test_rehearsal_cleans_up_when_interrupted() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.rehearsal"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    first_line = proc.stdout.readline()
+    assert first_line.startswith("network:"), first_line
+    assert _rehearsal_namespaces()
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "interrupted" in output
+    assert not _rehearsal_namespaces()
