@@ -79,6 +79,8 @@ class ApiClient:
             return resp.json() if resp.headers.get("Content-Type", "").startswith("application/json") else resp.text
         if isinstance(last_error, requests.Timeout):
             raise ApiUnavailable("the prediction service did not answer in time") from last_error
+        if isinstance(last_error, ApiError):
+            raise ApiUnavailable(f"the prediction service answered: {last_error.message}") from last_error
         raise ApiUnavailable("the prediction service is unavailable") from last_error
 
     def predict(self, data: bytes, filename: str, caller: Caller) -> dict[str, Any]:

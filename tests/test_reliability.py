@@ -149,6 +149,7 @@ def _redis_errors(stack: Stack) -> float:
 
 def test_redis_stopped_during_load_then_back(stack: Stack) -> None:
     errors_before = _redis_errors(stack)
+    clinician = sign_in(stack.config.url, "alice")
     stack.stop_service("redis")
     try:
         summary = loadtest.run(stack.config.url, stack.secrets()["API_TOKEN"], n=16, concurrency=4)
@@ -156,8 +157,11 @@ def test_redis_stopped_during_load_then_back(stack: Stack) -> None:
         assert not any(stored for _, _, stored in summary["results"])
         assert _redis_errors(stack) >= errors_before + 16
         assert requests.get(f"http://127.0.0.1:{stack.config.api_port}/readyz", timeout=10).status_code == 503
+        page = clinician.get(stack.config.url, timeout=30)  # sessions live in Redis: fail closed
+        assert page.status_code == 503 and "sign-in service unavailable" in page.text and "Traceback" not in page.text
     finally:
         stack.start_service("redis")
+    assert clinician.get(stack.config.url, timeout=10).status_code == 200  # the session outlived the outage
     wait_for(lambda: requests.post(_targets(stack)["nginx"], files={"file": XRAY.read_bytes()},
                                    headers=_auth(stack), timeout=30).json()["stored"], 20, "storage resumes")
 
