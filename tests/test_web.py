@@ -87,3 +87,10 @@ def test_ui_refuses_to_start_without_secrets() -> None:
         create_app(WebSettings(api_token="t", secret_key=""))
     with pytest.raises(RuntimeError, match="API_TOKEN"):
         create_app(WebSettings(api_token="", secret_key="k"))
+
+
+def test_session_cookie_is_secure_over_tls_only() -> None:
+    plain = _client("http://127.0.0.1:1").get("/sign-in").headers["Set-Cookie"]
+    tls = _client("http://127.0.0.1:1").get("/sign-in", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
+    assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Secure" not in plain
+    assert "Secure" in tls and "HttpOnly" in tls
