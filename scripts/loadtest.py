@@ -96,7 +96,8 @@ def run(base_url: str, token: str, n: int, concurrency: int, path: str = "api/pr
         if time.monotonic() > deadline:
             return -1, 0.0, None
         if getattr(session_local, "client", None) is None:
-            session_local.client = _UiClient(base_url, *ui_account) if ui_account else _ApiClient(base_url + path, token)
+            session_local.client = (_UiClient(base_url, *ui_account) if ui_account
+                                    else _ApiClient(base_url + path, token))
         started = time.perf_counter()
         try:
             status, body = session_local.client.upload(payloads[i % len(payloads)])

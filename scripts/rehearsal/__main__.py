@@ -97,8 +97,8 @@ class Rehearsal:
             started = time.monotonic()
             log = self.workdir / f"provision-{host.name}.log"
             with log.open("w") as out:
-                done = subprocess.run(fs.enter(self.lab.ns(host.name), ["/opt/pneumonia/deploy/provision/provision.sh"]),
-                                      env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+                argv = fs.enter(self.lab.ns(host.name), ["/opt/pneumonia/deploy/provision/provision.sh"])
+                done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
             if done.returncode:
                 tail = "\n".join(log.read_text().splitlines()[-25:])
                 raise RehearsalFailed(f"provisioning {host.name} failed ({done.returncode}):\n{tail}")
