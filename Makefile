@@ -43,7 +43,7 @@ users tokens:
 rehearsal: system-deps venv
 	$(PY) -m scripts.rehearsal
 
-test: venv $(CHECKOV_STAMP)
+test: system-deps venv $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
 train: venv
