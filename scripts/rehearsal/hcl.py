@@ -387,10 +387,6 @@ def _templatefile(env, path: str, variables: dict) -> str:
     return _template(Path(path).read_text())(values)
 
 
-def _can(env, *args) -> bool:
-    return True
-
-
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "merge": lambda env, *maps: {k: v for m in maps for k, v in m.items()},
     "cidrhost": _cidrhost,
@@ -411,7 +407,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "floor": lambda env, v: math.floor(v),
     "lookup": lambda env, m, k, default=None: m.get(k, default),
     "templatefile": _templatefile,
-    "can": _can,
 }
 
 

@@ -60,9 +60,6 @@ class Topology:
     hosts: dict[str, Host]
     rules: tuple[Rule, ...]
 
-    def host_by_ip(self, ip: str) -> Host | None:
-        return next((h for h in self.hosts.values() if h.ip == ip), None)
-
     def allows(self, source: Host | None, source_ip: str, dest: Host, port: int) -> bool:
         """Whether the security groups let ``source`` (None: a client on the internet) open a TCP
         connection to ``dest``:``port``: an egress rule of the source's groups and an ingress rule of
