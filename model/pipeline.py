@@ -9,17 +9,24 @@ import tensorflow as tf
 from model.preprocessing import PreprocessSpec, scale
 
 # Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
-AUGMENTATIONS = ("seed", "xray", "aspect", "none")
+AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "none")
 # Width zoom independent of height zoom for ``aspect``: the aspect ratio of the source film is a
 # class shortcut here (train originals: NORMAL 1.23 +- 0.13 wide, PNEUMONIA 1.50 +- 0.23; squashing
 # to a square turns it into a horizontal compression the network can see), so it is jittered.
 ASPECT_WIDTH_ZOOM = (-0.3, 0.3)
+# Zoom (negative = in) for ``scale``: the field of view is a class shortcut too (train NORMAL films
+# show head and abdomen around a small chest, PNEUMONIA films are collimated tight; the test-era
+# NORMAL films are tight), so films are zoomed in up to a 65 % (height) / 55 % (width) window,
+# width still independent of height.
+SCALE_HEIGHT_ZOOM = (-0.35, 0.1)
+SCALE_WIDTH_ZOOM = (-0.45, 0.25)
 
 
 def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     """Augmentation preset: ``seed`` (the original recipe), ``xray`` (no flip, milder geometry,
     brightness/contrast jitter for scanner differences), ``aspect`` (``xray`` with the width zoomed
-    independently of the height, against the aspect-ratio shortcut) or ``none``."""
+    independently of the height, against the aspect-ratio shortcut), ``scale`` (``aspect`` with
+    strong zoom-in, against the field-of-view shortcut) or ``none``."""
     if name == "none":
         return None
     if name == "seed":
@@ -29,12 +36,13 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
             keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 2),
             keras.layers.RandomFlip("horizontal", seed=seed + 3),
         ]
-    elif name in ("xray", "aspect"):
-        width_zoom = ASPECT_WIDTH_ZOOM if name == "aspect" else None
+    elif name in ("xray", "aspect", "scale"):
+        height_zoom, width_zoom = {"xray": (0.15, None), "aspect": (0.15, ASPECT_WIDTH_ZOOM),
+                                   "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[name]
         layers = [
             keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomZoom(0.15, width_factor=width_zoom, fill_mode="nearest", seed=seed + 2),
+            keras.layers.RandomZoom(height_zoom, width_factor=width_zoom, fill_mode="nearest", seed=seed + 2),
             keras.layers.RandomBrightness(0.15, value_range=(0.0, 255.0), seed=seed + 3),
             keras.layers.RandomContrast(0.25, value_range=(0.0, 255.0), seed=seed + 4),
         ]
