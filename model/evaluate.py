@@ -1,10 +1,14 @@
 """Evaluate one model or an ensemble on a labelled folder.
 
-``python -m model.evaluate --model PATH [--model PATH ...] --data DIR [--json OUT] [--plots DIR]``
+``python -m model.evaluate --model PATH [--model PATH ...] --data DIR [--split validation]
+[--threshold T] [--json OUT] [--plots DIR]``
 
 DIR is a Kaggle-layout root (its ``test/``, ``external/`` or ``val/`` folder, in that order) or a folder
-with ``NORMAL/`` and ``PNEUMONIA/`` inside. Metrics are reported at the model's stored
-threshold (top-level keys of the JSON) and at 0.5 (under ``at_0.5``).
+with ``NORMAL/`` and ``PNEUMONIA/`` inside. ``--split validation`` instead re-creates the models' own
+patient-level validation split from DIR's ``train/`` folder (the split checkpoints and thresholds are
+chosen on) and also reports the threshold the threshold rule picks there, e.g. for an ensemble.
+Metrics are reported at the models' (mean) stored threshold or ``--threshold`` (top-level keys of the
+JSON) and at 0.5 (under ``at_0.5``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,17 @@ if __package__ in (None, ""):  # run as ``python model/evaluate.py``
 import numpy as np  # noqa: E402
 
 from model.artifacts import ModelArtifactError  # noqa: E402
-from model.data import DatasetError, class_counts, list_samples, load_arrays, resolve_split_dir  # noqa: E402
-from model.metrics import binary_metrics  # noqa: E402
+from model.data import (  # noqa: E402
+    DatasetError,
+    Sample,
+    class_counts,
+    fingerprint,
+    list_samples,
+    load_arrays,
+    patient_split,
+    resolve_split_dir,
+)
+from model.metrics import binary_metrics, choose_threshold  # noqa: E402
 from model.predictor import Predictor, ensemble_probabilities  # noqa: E402
 
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "brier")
@@ -37,20 +50,44 @@ def _data_folder(root: Path) -> Path:
     return resolve_split_dir(root)
 
 
-def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None) -> dict[str, Any]:
-    """Metrics of the (mean-probability ensemble of the) models on ``data``."""
+def validation_samples(predictors: list[Predictor], root: Path) -> list[Sample]:
+    """The patient-level validation split the models were selected on, re-created from ``root/train``."""
+    splits = {(p.metadata["config"]["val_fraction"], p.metadata["config"]["seed"]) for p in predictors}
+    if len(splits) != 1:
+        raise DatasetError(f"the models were validated on different splits (val fraction, seed): {sorted(splits)}")
+    samples = list_samples(resolve_split_dir(root, "train"))
+    _, val = patient_split(samples, *splits.pop())
+    for p in predictors:
+        if (p.metadata["data_fingerprint"] != fingerprint(samples)
+                or p.metadata["validation_counts"] != class_counts(val)):
+            raise DatasetError(f"{root} is not the training data of {p.version} (fingerprint or validation "
+                               "counts differ): its validation split cannot be re-created")
+    return val
+
+
+def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None, split: str | None = None,
+             threshold: float | None = None) -> dict[str, Any]:
+    """Metrics of the (mean-probability ensemble of the) models on ``data`` (or its validation split)."""
     predictors = [Predictor(p) for p in model_paths]
-    folder = _data_folder(Path(data))
-    samples = list_samples(folder)
+    if split == "validation":
+        folder = Path(data)
+        samples = validation_samples(predictors, folder)
+    else:
+        folder = _data_folder(Path(data))
+        samples = list_samples(folder)
     grays: dict = {}
     for spec in {p.spec for p in predictors}:
         grays[spec], labels, kept = load_arrays(samples, spec)
     probs = ensemble_probabilities(predictors, grays)
-    threshold = float(np.mean([p.threshold for p in predictors]))
+    if threshold is None:
+        threshold = float(np.mean([p.threshold for p in predictors]))
     result: dict[str, Any] = binary_metrics(labels, probs, threshold)
     result["at_0.5"] = binary_metrics(labels, probs, 0.5)
+    if split == "validation":
+        result["rule_threshold"] = choose_threshold(
+            labels, probs, predictors[0].metadata["config"]["min_sensitivity"])
     result.update(
-        data=str(folder),
+        data=str(folder) + (" (validation split of train/)" if split == "validation" else ""),
         class_counts=class_counts(kept),
         models=[str(p) for p in model_paths],
         model_versions=[p.version for p in predictors],
@@ -75,6 +112,8 @@ def format_report(result: dict[str, Any]) -> str:
     for label, res in (("stored threshold", result), ("0.5", result["at_0.5"])):
         cm = res["confusion_matrix"]
         lines.append(f"confusion at {label}: TN {cm['tn']}  FP {cm['fp']}  FN {cm['fn']}  TP {cm['tp']}")
+    if "rule_threshold" in result:
+        lines.append(f"threshold chosen by the rule on this split: {result['rule_threshold']:.4f}")
     return "\n".join(lines)
 
 
@@ -84,11 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, action="append", required=True,
                         help="a .keras file with its metadata JSON beside it; repeat for an ensemble")
     parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", choices=("validation",),
+                        help="evaluate on the models' patient-level validation split of DATA/train")
+    parser.add_argument("--threshold", type=float, help="operating threshold instead of the stored one")
     parser.add_argument("--json", type=Path, help="write the metrics here")
     parser.add_argument("--plots", type=Path, help="write ROC, confusion matrix and reliability PNGs here")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.model, args.data, args.plots)
+        result = evaluate(args.model, args.data, args.plots, args.split, args.threshold)
     except (DatasetError, ModelArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

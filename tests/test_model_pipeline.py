@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,26 @@ def test_evaluate_prints_and_writes_every_metric(tiny_model: Path, tmp_path: Pat
     assert sum(result["confusion_matrix"].values()) == 16
     for name in ("roc.png", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
+
+
+def test_evaluate_recreates_the_validation_split(tiny_model: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    from model.evaluate import evaluate
+
+    counts = load_metadata(tiny_model)["validation_counts"]
+    result = evaluate([tiny_model], tiny_dataset, split="validation")
+    assert result["class_counts"] == counts and result["n_images"] == sum(counts.values())
+    assert 0.0 <= result["rule_threshold"] <= 1.0
+    fixed = evaluate([tiny_model], tiny_dataset, split="validation", threshold=0.5)
+    assert fixed["threshold"] == 0.5
+    assert fixed["confusion_matrix"] == result["at_0.5"]["confusion_matrix"]
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset, other)
+    next((other / "train" / "NORMAL").iterdir()).unlink()
+    proc = subprocess.run([sys.executable, "-m", "model.evaluate", "--model", str(tiny_model), "--data", str(other),
+                           "--split", "validation"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "validation split cannot be re-created" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_evaluate_reports_a_missing_folder_without_traceback(tiny_model: Path, tmp_path: Path) -> None:
