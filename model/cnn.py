@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-5,
-                   help="initial rate of Adam with ExponentialDecay(10000 steps, 0.95, staircase)")
+                   help="initial rate of Adam")
+    p.add_argument("--lr-schedule", choices=("exponential", "cosine"), default="exponential",
+                   help="exponential: the seed's ExponentialDecay(10000 steps, 0.95, staircase), nearly "
+                        "constant over a CPU budget; cosine: decay to 1 %% of the rate by the last epoch")
     p.add_argument("--fine-tune-layers", type=int, default=15, help="top base layers trained with pretrained weights")
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet' (download), 'none' (from scratch) or a local weights file")

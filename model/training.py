@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -53,6 +54,7 @@ class TrainConfig:
     epochs: int = 15
     batch_size: int = 32
     learning_rate: float = 1e-5
+    lr_schedule: str = "exponential"
     fine_tune_layers: int = 15
     weights: str = "imagenet"
     bn_momentum: float = 0.9
@@ -146,7 +148,7 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
     with _strategy().scope():
         net = build_model(config.backbone, config.input_size, config.weights,
                           config.fine_tune_layers, config.bn_momentum)
-        schedule = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, 10000, 0.95, staircase=True)
+        schedule = _schedule(config, math.ceil(len(x_train) / config.batch_size) * config.epochs)
         net.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
                     metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
     if config.weights == "none":
@@ -208,6 +210,13 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
     onnx_file, diff = onnx_export.export(model_path)
     print(f"saved {onnx_file} (max abs difference to Keras {diff:.1e})")
     return metadata
+
+
+def _schedule(config: TrainConfig, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The seed's near-constant ExponentialDecay, or a cosine decay to 1 % over the whole run."""
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, alpha=0.01)
+    return keras.optimizers.schedules.ExponentialDecay(config.learning_rate, 10000, 0.95, staircase=True)
 
 
 def _external(net: keras.Model, spec: PreprocessSpec, folder: Path, threshold: float) -> dict[str, Any]:

@@ -124,6 +124,17 @@ def test_gradcam_overlay_on_a_real_xray(shipped_model: Path) -> None:
     assert png.format == "PNG" and png.size == (size, size) and png.mode == "RGB"
 
 
+def test_learning_rate_schedules() -> None:
+    from model.training import TrainConfig, _schedule
+
+    cosine = _schedule(TrainConfig(Path("d"), Path("o"), learning_rate=1e-3, lr_schedule="cosine"), total_steps=1000)
+    assert float(cosine(0)) == pytest.approx(1e-3)
+    assert float(cosine(500)) == pytest.approx(0.505e-3, rel=1e-3)
+    assert float(cosine(1000)) == pytest.approx(1e-5, rel=1e-3)
+    seed = _schedule(TrainConfig(Path("d"), Path("o"), learning_rate=1e-3), total_steps=1000)
+    assert float(seed(1000)) == pytest.approx(1e-3)
+
+
 def test_trainer_cli_help_and_bad_weights(tmp_path: Path, tiny_dataset: Path) -> None:
     help_text = subprocess.run([sys.executable, "model/cnn.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert help_text.returncode == 0
