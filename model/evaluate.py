@@ -8,7 +8,8 @@ with ``NORMAL/`` and ``PNEUMONIA/`` inside. ``--split validation`` instead re-cr
 patient-level validation split from DIR's ``train/`` folder (the split checkpoints and thresholds are
 chosen on) and also reports the threshold the threshold rule picks there, e.g. for an ensemble.
 Metrics are reported at the models' (mean) stored threshold or ``--threshold`` (top-level keys of the
-JSON) and at 0.5 (under ``at_0.5``).
+JSON) and at 0.5 (under ``at_0.5``), with 95 % intervals from 1,000 patient-level bootstrap resamples
+(under ``ci95``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from model.data import (  # noqa: E402
     patient_split,
     resolve_split_dir,
 )
-from model.metrics import binary_metrics, choose_threshold  # noqa: E402
+from model.metrics import binary_metrics, bootstrap_intervals, choose_threshold  # noqa: E402
 from model.predictor import Predictor, ensemble_probabilities  # noqa: E402
 
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "brier")
@@ -83,6 +84,7 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
         threshold = float(np.mean([p.threshold for p in predictors]))
     result: dict[str, Any] = binary_metrics(labels, probs, threshold)
     result["at_0.5"] = binary_metrics(labels, probs, 0.5)
+    result["ci95"] = bootstrap_intervals(labels, probs, threshold, [s.patient for s in kept])
     if split == "validation":
         result["rule_threshold"] = choose_threshold(
             labels, probs, predictors[0].metadata["config"]["min_sensitivity"])
@@ -106,9 +108,11 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
 def format_report(result: dict[str, Any]) -> str:
     """Human-readable table of the metrics at both thresholds."""
     lines = [f"data: {result['data']}  ({result['n_images']} images: {result['class_counts']})",
-             f"{'metric':<12}{'@' + format(result['threshold'], '.4f'):>12}{'@0.5':>12}"]
+             f"{'metric':<12}{'@' + format(result['threshold'], '.4f'):>12}{'@0.5':>12}   95 % interval at the threshold"]
     for name in REPORTED:
-        lines.append(f"{name:<12}{result[name]:>12.4f}{result['at_0.5'][name]:>12.4f}")
+        interval = result["ci95"].get(name)
+        span = f"   {interval[0]:.4f} - {interval[1]:.4f}" if interval else ""
+        lines.append(f"{name:<12}{result[name]:>12.4f}{result['at_0.5'][name]:>12.4f}{span}")
     for label, res in (("stored threshold", result), ("0.5", result["at_0.5"])):
         cm = res["confusion_matrix"]
         lines.append(f"confusion at {label}: TN {cm['tn']}  FP {cm['fp']}  FN {cm['fn']}  TP {cm['tp']}")

@@ -101,3 +101,27 @@ def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray, min_sensitivity: fl
     best = candidates[np.argmax(j[candidates])]
     lower = thresholds[best + 1] if best + 1 < len(thresholds) else 0.0
     return float((thresholds[best] + lower) / 2)
+
+
+def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, threshold: float, groups: list[str],
+                        n_resamples: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """95 % percentile intervals of accuracy, sensitivity, specificity and ROC AUC, resampling
+    patients (``groups``) with replacement so that a patient's films stay together."""
+    y_true = np.asarray(y_true).astype(int)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    patients, index = np.unique(np.asarray(groups), return_inverse=True)
+    members = [np.flatnonzero(index == i) for i in range(len(patients))]
+    rng = np.random.default_rng(seed)
+    names = ("accuracy", "sensitivity", "specificity", "roc_auc")
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(n_resamples):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(patients), len(patients))])
+        truth, prob = y_true[rows], y_prob[rows]
+        if truth.min() == truth.max():
+            continue
+        called = prob >= threshold
+        samples["accuracy"].append(float(np.mean(called == truth)))
+        samples["sensitivity"].append(float(np.mean(called[truth == 1])))
+        samples["specificity"].append(float(np.mean(~called[truth == 0])))
+        samples["roc_auc"].append(roc_auc(truth, prob))
+    return {name: [float(v) for v in np.percentile(samples[name], [2.5, 97.5])] for name in names}

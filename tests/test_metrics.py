@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from model.metrics import average_precision, binary_metrics, choose_threshold, roc_auc
+from model.metrics import average_precision, binary_metrics, bootstrap_intervals, choose_threshold, roc_auc
 
 
 @pytest.fixture(params=[0, 1, 2])
@@ -63,3 +63,15 @@ def test_threshold_separates_perfectly_separable_scores() -> None:
     t = choose_threshold(y, p)
     assert 0.3 < t <= 0.6
     assert binary_metrics(y, p, t)["accuracy"] == 1.0
+
+
+def test_bootstrap_intervals_bracket_the_point_estimate(vectors: tuple[np.ndarray, np.ndarray]) -> None:
+    y, p = vectors
+    groups = [f"patient{i // 2}" for i in range(len(y))]
+    point = binary_metrics(y, p, 0.5)
+    intervals = bootstrap_intervals(y, p, 0.5, groups, n_resamples=300)
+    for name, (lo, hi) in intervals.items():
+        assert lo <= point[name] <= hi and lo < hi
+    wider = bootstrap_intervals(y[:40], p[:40], 0.5, groups[:40], n_resamples=300)
+    assert np.diff(wider["roc_auc"]) > np.diff(intervals["roc_auc"])
+    assert bootstrap_intervals(y, p, 0.5, groups, 50, seed=1) == bootstrap_intervals(y, p, 0.5, groups, 50, seed=1)

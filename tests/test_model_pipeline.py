@@ -52,6 +52,9 @@ def test_evaluate_prints_and_writes_every_metric(tiny_model: Path, tmp_path: Pat
         assert 0.0 <= result[key] <= 1.0 and 0.0 <= result["at_0.5"][key] <= 1.0
     assert result["n_images"] == 16
     assert sum(result["confusion_matrix"].values()) == 16
+    for name in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        lo, hi = result["ci95"][name]
+        assert lo <= result[name] <= hi
     for name in ("roc.png", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
 
