@@ -13,7 +13,8 @@ through the model's own preprocessing. Two ways of framing are class shortcuts i
 
 A model that reads the lungs gives nearly the same answer under every framing. Prints, per model
 and framing, the specificity on NORMAL and the sensitivity on PNEUMONIA films at the model's stored
-threshold.
+threshold, and one summary: the ROC AUC of all re-framed films pooled (high only when the model
+both separates the classes and ignores the framing).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from model.data import Sample, list_samples, patient_split, resolve_split_dir  # noqa: E402
+from model.metrics import roc_auc  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.preprocessing import decode_gray, resize_gray  # noqa: E402
 
@@ -73,20 +75,23 @@ def originals(data: Path, model: Predictor) -> list[Sample]:
     return [s for s in val if s.path.name not in squashed]
 
 
-def framing_table(model: Predictor, films: list[np.ndarray], labels: np.ndarray) -> dict[str, dict[float, dict]]:
-    """Specificity, sensitivity and mean NORMAL probability for each test and setting."""
+def framing_table(model: Predictor, films: list[np.ndarray], labels: np.ndarray) -> tuple[dict, float]:
+    """Specificity, sensitivity and mean NORMAL probability for each test and setting, and the
+    ROC AUC of every re-framed film pooled."""
     table: dict[str, dict[float, dict]] = {}
+    pooled: list[np.ndarray] = []
     for name, (frame, settings) in TESTS.items():
         table[name] = {}
         for setting in settings:
             grays = np.stack([resize_gray(frame(g, setting), model.spec.input_size, model.spec.resize_mode)
                               for g in films])
             probs = np.asarray(model.predict_gray(grays)).reshape(-1)
+            pooled.append(probs)
             called = probs >= model.threshold
             table[name][setting] = {"specificity": float(np.mean(~called[labels == 0])),
                                     "sensitivity": float(np.mean(called[labels == 1])),
                                     "mean_p_normal": float(probs[labels == 0].mean())}
-    return table
+    return table, roc_auc(np.tile(labels, len(pooled)), np.concatenate(pooled))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         films = [decode_gray(s.path.read_bytes()) for s in samples]
         print(f"{model.version}: {len(samples)} original-size validation films "
               f"({int((labels == 0).sum())} NORMAL), threshold {model.threshold:.3f}")
-        for name, rows in framing_table(model, films, labels).items():
+        table, pooled_auc = framing_table(model, films, labels)
+        for name, rows in table.items():
             print(f"  {name:<16}{'specificity':>12}{'sensitivity':>12}{'mean P NORMAL':>15}")
             for setting, row in rows.items():
                 print(f"  {setting:<16}{row['specificity']:>12.3f}{row['sensitivity']:>12.3f}"
                       f"{row['mean_p_normal']:>15.3f}")
+        print(f"  ROC AUC of all {sum(map(len, table.values()))} framings pooled: {pooled_auc:.4f}")
     return 0
 
 

@@ -56,3 +56,5 @@ def test_framing_report_on_a_real_model(tiny_model: Path, tiny_dataset: Path, ca
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == len(framing_shortcut.RATIOS) + len(framing_shortcut.WINDOWS)
     assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[1:3])
+    pooled = float(out.split("framings pooled:")[1].split()[0])
+    assert 0.0 <= pooled <= 1.0
