@@ -29,7 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from model.data import Sample, list_samples, patient_split, resolve_split_dir  # noqa: E402
+from model.data import Sample  # noqa: E402
+from model.evaluate import validation_samples  # noqa: E402
 from model.metrics import roc_auc  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.preprocessing import decode_gray, resize_gray  # noqa: E402
@@ -65,8 +66,7 @@ TESTS: dict[str, tuple[Callable[[np.ndarray, float], np.ndarray], tuple[float, .
 
 def originals(data: Path, model: Predictor) -> list[Sample]:
     """The validation samples of the model's split that reached us at original size."""
-    config = model.metadata["config"]
-    _, val = patient_split(list_samples(resolve_split_dir(data, "train")), config["val_fraction"], config["seed"])
+    val = validation_samples([model], data)
     sources = data.parent / "SOURCES.csv"
     if not sources.is_file():
         return val
