@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as ``python model/cnn.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.architecture import BACKBONES, WeightsUnavailableError  # noqa: E402
+from model.artifacts import ModelArtifactError  # noqa: E402
 from model.data import DatasetError  # noqa: E402
 from model.pipeline import AUGMENTATIONS  # noqa: E402
 from model.preprocessing import RESIZE_MODES  # noqa: E402
@@ -64,10 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--min-sensitivity", type=float, default=0.95, help="threshold rule's sensitivity floor")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the patient-level split (default: --seed); fix it to train ensemble members "
+                        "with other seeds on one split")
     p.add_argument("--folds", type=int, default=0, help="K>=2: patient-grouped K-fold cross-validation")
+    p.add_argument("--fold", type=int, default=None,
+                   help="with --folds K: train only fold N (1..K), e.g. folds in parallel (no summary; "
+                        "model.training.summarise_folds makes it afterwards)")
     p.add_argument("--external", type=Path, default=None,
                    help="folder evaluated after training for the report only (never for selection)")
     p.add_argument("--limit", type=int, default=0, help="use at most N training images (smoke tests)")
+    p.add_argument("--finish", action="store_true",
+                   help="no training: finish the checkpoint and history.csv already in --output (threshold, "
+                        "metadata, reports, ONNX), e.g. of a run stopped after its last epoch")
     p.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (fast on AMX/GPU)")
     p.add_argument("--seed", type=int, default=42)
     return p
@@ -79,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = TrainConfig.from_args(args, command="python -m model.cnn " + shlex.join(argv))
     try:
+        if args.fold is not None and not 1 <= args.fold <= args.folds:
+            print(f"error: --fold {args.fold} needs --folds K with 1 <= {args.fold} <= K", file=sys.stderr)
+            return 2
         if args.folds:
-            run_folds(config, args.folds)
+            run_folds(config, args.folds, args.fold)
         else:
             train_once(config)
-    except (DatasetError, WeightsUnavailableError) as exc:
+    except (DatasetError, ModelArtifactError, WeightsUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

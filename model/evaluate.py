@@ -38,8 +38,10 @@ from model.data import (  # noqa: E402
     patient_split,
     resolve_split_dir,
 )
-from model.metrics import binary_metrics, bootstrap_intervals, choose_threshold  # noqa: E402
+from model.framing import Counterfactuals  # noqa: E402
+from model.metrics import binary_metrics, bootstrap_intervals  # noqa: E402
 from model.predictor import Predictor, ensemble_probabilities  # noqa: E402
+from model.preprocessing import resize_gray  # noqa: E402
 
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "brier")
 
@@ -51,9 +53,14 @@ def _data_folder(root: Path) -> Path:
     return resolve_split_dir(root)
 
 
+def split_seed(config: dict[str, Any]) -> int:
+    """The seed a model's patient-level split was drawn with (``split_seed``, else ``seed``)."""
+    return config["seed"] if config.get("split_seed") is None else config["split_seed"]
+
+
 def validation_samples(predictors: list[Predictor], root: Path) -> list[Sample]:
     """The patient-level validation split the models were selected on, re-created from ``root/train``."""
-    splits = {(p.metadata["config"]["val_fraction"], p.metadata["config"]["seed"]) for p in predictors}
+    splits = {(p.metadata["config"]["val_fraction"], split_seed(p.metadata["config"])) for p in predictors}
     if len(splits) != 1:
         raise DatasetError(f"the models were validated on different splits (val fraction, seed): {sorted(splits)}")
     samples = list_samples(resolve_split_dir(root, "train"))
@@ -86,8 +93,10 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
     result["at_0.5"] = binary_metrics(labels, probs, 0.5)
     result["ci95"] = bootstrap_intervals(labels, probs, threshold, [s.patient for s in kept])
     if split == "validation":
-        result["rule_threshold"] = choose_threshold(
-            labels, probs, predictors[0].metadata["config"]["min_sensitivity"])
+        cf = Counterfactuals(kept, folder, lambda films: ensemble_probabilities(predictors, {
+            spec: np.stack([resize_gray(film, spec.input_size, spec.resize_mode) for film in films]) for spec in grays}))
+        result["rule_threshold"] = cf.threshold(labels, probs, predictors[0].metadata["config"]["min_sensitivity"])
+        result["framing_auc"] = cf.pooled_auc
     result.update(
         data=str(folder) + (" (validation split of train/)" if split == "validation" else ""),
         class_counts=class_counts(kept),
@@ -117,7 +126,8 @@ def format_report(result: dict[str, Any]) -> str:
         cm = res["confusion_matrix"]
         lines.append(f"confusion at {label}: TN {cm['tn']}  FP {cm['fp']}  FN {cm['fn']}  TP {cm['tp']}")
     if "rule_threshold" in result:
-        lines.append(f"threshold chosen by the rule on this split: {result['rule_threshold']:.4f}")
+        lines.append(f"threshold chosen by the rule on this split: {result['rule_threshold']:.4f} "
+                     f"(framing counterfactuals: pooled ROC AUC {result['framing_auc']:.4f})")
     return "\n".join(lines)
 
 

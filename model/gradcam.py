@@ -12,13 +12,18 @@ from model.preprocessing import PreprocessSpec, scale
 
 
 class GradCam:
-    """Gradient-weighted class activation map of one convolutional layer."""
+    """Gradient-weighted class activation map of one convolutional layer.
+
+    For an ensemble (:mod:`model.ensemble`) the layer of every member counts, as one layer with
+    all the members' channels: the map explains the ensemble's averaged score.
+    """
 
     def __init__(self, net: Any, layer_name: str) -> None:
         import keras  # deferred: only Grad-CAM needs TensorFlow in a lean API worker
 
-        layer = net.get_layer(layer_name)
-        self._grad_model = keras.Model(net.inputs, [layer.output, net.output])
+        has_layer = layer_name in {layer.name for layer in net.layers}
+        members = [net] if has_layer else [m for m in net.layers if isinstance(m, keras.Model)]
+        self._grad_models = [keras.Model(m.inputs, [m.get_layer(layer_name).output, m.output]) for m in members]
 
     def heatmap(self, model_input: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Map in [0, 1] at the layer's resolution for one input ``(size, size, 3)``.
@@ -30,11 +35,13 @@ class GradCam:
 
         x = tf.convert_to_tensor(model_input[None], dtype=tf.float32)
         with tf.GradientTape() as tape:
-            activations, prediction = self._grad_model(x, training=False)
+            activations, predictions = zip(*(model(x, training=False) for model in self._grad_models))
+            prediction = tf.add_n(predictions) / len(predictions)
             score = prediction[:, 0] if float(prediction[0, 0]) >= threshold else -prediction[:, 0]
-        grads = tape.gradient(score, activations)
-        weights = tf.reduce_mean(grads, axis=(1, 2))  # one weight per channel
-        cam = tf.nn.relu(tf.reduce_sum(activations * weights[:, None, None, :], axis=-1))[0].numpy()
+        grads = tape.gradient(score, list(activations))
+        # one weight per channel (the mean gradient), summed over every member's channels
+        cam = tf.nn.relu(tf.add_n([tf.reduce_sum(a * tf.reduce_mean(g, axis=(1, 2))[:, None, None, :], axis=-1)
+                                   for a, g in zip(activations, grads)]))[0].numpy()
         peak = float(cam.max())
         return cam / peak if peak > 0 else cam
 

@@ -1,15 +1,24 @@
-"""tf.data input pipeline: decoded-once images in memory, augmentation, shared scaling."""
+"""Input pipeline: decoded-once images in memory, augmentation, shared scaling.
+
+With the TensorFlow backend (CPU training, the default) batches come from ``tf.data``; with
+another Keras backend (JAX or PyTorch, e.g. on a GPU host without TensorFlow) from a
+``keras.utils.PyDataset`` that applies the same augmentation and scaling.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any
+
 import keras
 import numpy as np
-import tensorflow as tf
+from PIL import Image
 
 from model.preprocessing import PreprocessSpec, scale
 
 # Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
-AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "none")
+AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "none")
 # Width zoom independent of height zoom for ``aspect``: the aspect ratio of the source film is a
 # class shortcut here (train originals: NORMAL 1.23 +- 0.13 wide, PNEUMONIA 1.50 +- 0.23; squashing
 # to a square turns it into a horizontal compression the network can see), so it is jittered.
@@ -22,11 +31,39 @@ SCALE_HEIGHT_ZOOM = (-0.35, 0.1)
 SCALE_WIDTH_ZOOM = (-0.45, 0.25)
 
 
+@dataclass(frozen=True)
+class NormalWindow:
+    """Class-conditional counterfactual framing for ``fov``: a NORMAL film is, with ``probability``,
+    cut to a random window (height and width each a random ``fraction`` of the film's, anywhere in
+    it) and resized back. Tight framing then stops meaning PNEUMONIA; cutting a NORMAL film never
+    changes its label, whereas cutting a PNEUMONIA film could cut away the opacity."""
+
+    probability: float = 0.5
+    fraction: tuple[float, float] = (0.65, 0.95)
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Grey images ``(N, H, W)`` (float32, 0..255) with some NORMAL films re-framed."""
+        out = np.array(images, dtype=np.float32, copy=True)
+        height, width = out.shape[1:3]
+        for i in np.flatnonzero((np.asarray(labels) == 0) & (rng.random(len(out)) < self.probability)):
+            h, w = (max(8, round(side * rng.uniform(*self.fraction))) for side in (height, width))
+            top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+            crop = Image.fromarray(out[i, top:top + h, left:left + w], mode="F")
+            out[i] = np.asarray(crop.resize((width, height), Image.Resampling.BILINEAR))
+        return out
+
+
+def normal_window(name: str) -> NormalWindow | None:
+    """The class-conditional part of an augmentation preset (only ``fov`` has one)."""
+    return NormalWindow() if name == "fov" else None
+
+
 def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     """Augmentation preset: ``seed`` (the original recipe), ``xray`` (no flip, milder geometry,
     brightness/contrast jitter for scanner differences), ``aspect`` (``xray`` with the width zoomed
     independently of the height, against the aspect-ratio shortcut), ``scale`` (``aspect`` with
-    strong zoom-in, against the field-of-view shortcut) or ``none``."""
+    strong zoom-in, against the field-of-view shortcut), ``fov`` (``scale``; the trainer adds
+    :class:`NormalWindow`) or ``none``."""
     if name == "none":
         return None
     if name == "seed":
@@ -36,9 +73,10 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
             keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 2),
             keras.layers.RandomFlip("horizontal", seed=seed + 3),
         ]
-    elif name in ("xray", "aspect", "scale"):
+    elif name in ("xray", "aspect", "scale", "fov"):
         height_zoom, width_zoom = {"xray": (0.15, None), "aspect": (0.15, ASPECT_WIDTH_ZOOM),
-                                   "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[name]
+                                   "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM),
+                                   "fov": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[name]
         layers = [
             keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
@@ -51,6 +89,13 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     return keras.Sequential(layers, name=f"augment_{name}")
 
 
+def _augment(x: Any, augmenter: keras.Sequential | None) -> Any:
+    """Keras augmentation of grey images ``(N, H, W)`` in 0..255, clipped back to that range."""
+    if augmenter is None:
+        return x
+    return keras.ops.clip(augmenter(x[..., None], training=True)[..., 0], 0.0, 255.0)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -59,17 +104,53 @@ def make_dataset(
     augmenter: keras.Sequential | None = None,
     shuffle: bool = False,
     seed: int = 42,
-) -> tf.data.Dataset:
-    """Batches of ``(model input, label)`` from decoded grey images ``(N, H, W) uint8``."""
+    window: NormalWindow | None = None,
+) -> Any:
+    """Batches of ``(model input, label)`` from decoded grey images ``(N, H, W) uint8``:
+    a ``tf.data.Dataset`` with the TensorFlow backend, else an :class:`ArrayBatches`."""
+    if keras.backend.backend() != "tensorflow":
+        return ArrayBatches(images, labels, spec, batch_size, augmenter, shuffle, seed, window)
+    import tensorflow as tf
+
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    rng = np.random.default_rng(seed)
 
     def _prepare(gray: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x = tf.cast(gray, tf.float32)
-        if augmenter is not None:
-            x = tf.clip_by_value(augmenter(x[..., None], training=True)[..., 0], 0.0, 255.0)
-        return scale(x, spec.scaling), label
+        if window is not None:
+            x = tf.ensure_shape(tf.numpy_function(lambda g, y: window(g, y, rng), [x, label], tf.float32), x.shape)
+        return scale(_augment(x, augmenter), spec.scaling), label
 
     return ds.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """The same batches as :func:`make_dataset` for backends without ``tf.data``; a shuffled
+    epoch drops its last partial batch (one compiled step shape)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec, batch_size: int,
+                 augmenter: keras.Sequential | None = None, shuffle: bool = False, seed: int = 42,
+                 window: NormalWindow | None = None) -> None:
+        super().__init__()
+        self.images, self.labels, self.spec, self.batch_size = images, labels, spec, batch_size
+        self.augmenter, self.shuffle, self.window = augmenter, shuffle, window
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(images)) if shuffle else np.arange(len(images))
+
+    def __len__(self) -> int:
+        rounding = math.floor if self.shuffle and len(self.images) >= self.batch_size else math.ceil
+        return rounding(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        x, y = self.images[rows].astype(np.float32), self.labels[rows]
+        if self.window is not None:
+            x = self.window(x, y, self.rng)
+        return np.asarray(scale(_augment(x, self.augmenter), self.spec.scaling), dtype=np.float32), y
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.order = self.rng.permutation(len(self.images))

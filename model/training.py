@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -16,12 +17,11 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import model as model_pkg
 from model import onnx_export, plots
 from model.architecture import BACKBONES, build_model
-from model.artifacts import save_metadata
+from model.artifacts import ModelArtifactError, save_metadata
 from model.data import (
     CLASS_NAMES,
     Sample,
@@ -33,13 +33,12 @@ from model.data import (
     patient_split,
     resolve_split_dir,
 )
-from model.metrics import binary_metrics, choose_threshold
-from model.pipeline import build_augmenter, make_dataset
-from model.preprocessing import PreprocessSpec, scale
+from model.framing import THRESHOLD_RULE, Counterfactuals
+from model.metrics import binary_metrics
+from model.pipeline import build_augmenter, make_dataset, normal_window
+from model.preprocessing import PreprocessSpec, resize_gray, scale
 
 log = logging.getLogger(__name__)
-
-THRESHOLD_RULE = "max Youden J (balanced accuracy) on the validation split subject to sensitivity >= {:.2f}"
 
 
 @dataclass
@@ -64,9 +63,11 @@ class TrainConfig:
     patience: int = 5
     min_sensitivity: float = 0.95
     val_fraction: float = 0.2
+    split_seed: int | None = None
     external: Path | None = None
     limit: int = 0
     mixed_precision: bool = False
+    finish: bool = False
     seed: int = 42
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +76,11 @@ class TrainConfig:
     def from_args(cls, args: argparse.Namespace, command: str) -> "TrainConfig":
         names = set(cls.__dataclass_fields__) - {"command", "extra"}
         return cls(**{k: v for k, v in vars(args).items() if k in names}, command=command)
+
+    @property
+    def validation_seed(self) -> int:
+        """Seed of the patient-level split (``split_seed``, else ``seed``)."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -109,12 +115,17 @@ def _print_counts(name: str, samples: list[Sample]) -> None:
     print(f"{name:>10}: {len(samples)} images, {patients} patients, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-def _strategy() -> tf.distribute.Strategy:
+def _strategy() -> Any:
+    """MirroredStrategy over several GPUs with TensorFlow; else the default (a no-op scope)."""
+    if keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         print(f"training on {len(gpus)} GPUs with MirroredStrategy")
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+        return tf.distribute.MirroredStrategy().scope()
+    return tf.distribute.get_strategy().scope()
 
 
 def _predict(model: keras.Model, images: np.ndarray, spec: PreprocessSpec, batch: int = 64) -> np.ndarray:
@@ -124,7 +135,11 @@ def _predict(model: keras.Model, images: np.ndarray, spec: PreprocessSpec, batch
 
 
 def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[str, Any]:
-    """Train on ``train``, select on ``val``; write model, metadata and reports; return the metadata."""
+    """Train on ``train``, select on ``val``; write model, metadata and reports; return the metadata.
+
+    With ``config.finish`` the training is skipped: the checkpoint and ``history.csv`` already in the
+    output folder (a run stopped after its last epoch, or trained elsewhere) are finished instead.
+    """
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -141,11 +156,92 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
 
     class_weight = config.class_weight or _balanced_weights(y_train)
     print(f"class weights: {class_weight}")
-    train_ds = make_dataset(x_train, y_train, spec, config.batch_size,
-                            build_augmenter(config.augment, config.seed), shuffle=True, seed=config.seed)
-    val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
+    model_path = out / "best_model.keras"
+    if config.finish:
+        if not model_path.is_file():
+            raise ModelArtifactError(f"--finish: no checkpoint {model_path} to finish")
+        history, train_seconds, rates = _read_history(out / "history.csv"), None, []
+    else:
+        history, train_seconds, rates = _train(config, x_train, y_train, x_val, y_val, class_weight)
+    plots.training_curves(history, out / "training_curves.png")
 
-    with _strategy().scope():
+    best = keras.saving.load_model(model_path, compile=False)
+    best.save(model_path)  # without the optimizer state: a third of the size, all inference needs
+    data_fp = fingerprint(train + val)
+    metadata: dict[str, Any] = {
+        **identity(config.backbone, config.input_size, data_fp),
+        "backbone": config.backbone,
+        "gradcam_layer": BACKBONES[config.backbone].gradcam_layer,
+        **assess(best, spec, val, x_val, y_val, config.data, config.min_sensitivity),
+        "training_counts": class_counts(train),
+        "class_weight": {str(k): v for k, v in class_weight.items()},
+        "epochs_run": len(history["loss"]),
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+        "train_images_per_second": round(float(np.median(rates)), 2) if rates else None,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "training_command": config.command,
+    }
+    if config.external is not None:
+        metadata["external_metrics"] = external_metrics(best, spec, config.external, metadata["threshold"])
+    publish(model_path, metadata)
+    return metadata
+
+
+def identity(name: str, input_size: int, data_fp: str) -> dict[str, Any]:
+    """Version, creation time, classes and data fingerprint of a new model's metadata."""
+    stamp = datetime.now(timezone.utc)
+    return {
+        "model_version": f"{name}-{input_size}-{stamp:%Y%m%d%H%M%S}-{data_fp[:8]}",
+        "package_version": model_pkg.__version__,
+        "created_utc": stamp.isoformat(timespec="seconds"),
+        "class_names": list(CLASS_NAMES),
+        "data_fingerprint": data_fp,
+    }
+
+
+def assess(net: keras.Model, spec: PreprocessSpec, val: list[Sample], x_val: np.ndarray, y_val: np.ndarray,
+           data_root: Path, min_sensitivity: float) -> dict[str, Any]:
+    """Threshold (the rule of :mod:`model.framing`) and validation metrics of a trained model."""
+    val_prob = _predict(net, x_val, spec)
+    cf = Counterfactuals(val, data_root, lambda films: _predict(
+        net, np.stack([resize_gray(film, spec.input_size, spec.resize_mode) for film in films]), spec))
+    threshold = cf.threshold(y_val, val_prob, min_sensitivity)
+    val_metrics = binary_metrics(y_val, val_prob, threshold)
+    at_half = binary_metrics(y_val, val_prob, 0.5)
+    print(f"validation at threshold {threshold:.4f}: " + _summary(val_metrics))
+    print("validation at 0.5:          " + _summary(at_half))
+    print(f"validation framing counterfactuals ({len(cf.labels)} films): pooled ROC AUC {cf.pooled_auc:.4f}")
+    return {
+        "threshold": threshold,
+        "threshold_rule": THRESHOLD_RULE.format(min_sensitivity),
+        "preprocessing": spec.to_dict(),
+        "validation_counts": class_counts(val),
+        "validation_metrics": val_metrics,
+        "validation_metrics_at_0.5": at_half,
+        "validation_framing_auc": cf.pooled_auc,
+    }
+
+
+def publish(model_path: Path, metadata: dict[str, Any]) -> None:
+    """Write the metadata beside the model and, with TensorFlow, the ONNX export."""
+    save_metadata(model_path, metadata)
+    print(f"saved {model_path} and {model_path.with_suffix('.json')}")
+    if keras.backend.backend() == "tensorflow":
+        onnx_file, diff = onnx_export.export(model_path)
+        print(f"saved {onnx_file} (max abs difference to Keras {diff:.1e})")
+    else:  # tf2onnx needs TensorFlow
+        print(f"no ONNX export with the {keras.backend.backend()} backend: run python -m model.onnx_export")
+
+
+def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+           class_weight: dict[int, float]) -> tuple[dict[str, list[float]], float, list[float]]:
+    """Fit with checkpointing of the best epoch into the output folder; returns the history, the
+    training time and each epoch's training images per second."""
+    spec = config.spec
+    train_ds = make_dataset(x_train, y_train, spec, config.batch_size, build_augmenter(config.augment, config.seed),
+                            shuffle=True, seed=config.seed, window=normal_window(config.augment))
+    val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
+    with _strategy():
         net = build_model(config.backbone, config.input_size, config.weights,
                           config.fine_tune_layers, config.bn_momentum)
         schedule = _schedule(config, math.ceil(len(x_train) / config.batch_size) * config.epochs)
@@ -153,63 +249,27 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
                     metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
     if config.weights == "none":
         print("weights=none: training the whole network from scratch (fine-tune depth does not apply)")
-
-    model_path = out / "best_model.keras"
     mode = "min" if config.monitor == "val_loss" else "max"
     throughput = Throughput(len(x_train))
     callbacks = [
         throughput,
         keras.callbacks.EarlyStopping(config.monitor, mode=mode, patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(model_path, monitor=config.monitor, mode=mode, save_best_only=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
+        keras.callbacks.ModelCheckpoint(config.output / "best_model.keras", monitor=config.monitor, mode=mode,
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(str(config.output / "history.csv")),
     ]
     t0 = time.perf_counter()
     history = net.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                       class_weight=class_weight, callbacks=callbacks,
                       verbose=1 if sys.stdout.isatty() else 2)
-    train_seconds = time.perf_counter() - t0
-    plots.training_curves(history.history, out / "training_curves.png")
+    return history.history, time.perf_counter() - t0, throughput.rates
 
-    best = keras.saving.load_model(model_path, compile=False)
-    best.save(model_path)  # without the optimizer state: a third of the size, all inference needs
-    val_prob = _predict(best, x_val, spec)
-    threshold = choose_threshold(y_val, val_prob, config.min_sensitivity)
-    val_metrics = binary_metrics(y_val, val_prob, threshold)
-    print(f"validation at threshold {threshold:.4f}: " + _summary(val_metrics))
-    print("validation at 0.5:          " + _summary(binary_metrics(y_val, val_prob, 0.5)))
 
-    all_samples = train + val
-    data_fp = fingerprint(all_samples)
-    stamp = datetime.now(timezone.utc)
-    metadata: dict[str, Any] = {
-        "model_version": f"{config.backbone}-{config.input_size}-{stamp:%Y%m%d%H%M}-{data_fp[:8]}",
-        "package_version": model_pkg.__version__,
-        "created_utc": stamp.isoformat(timespec="seconds"),
-        "backbone": config.backbone,
-        "class_names": list(CLASS_NAMES),
-        "threshold": threshold,
-        "threshold_rule": THRESHOLD_RULE.format(config.min_sensitivity),
-        "preprocessing": spec.to_dict(),
-        "gradcam_layer": BACKBONES[config.backbone].gradcam_layer,
-        "data_fingerprint": data_fp,
-        "training_counts": class_counts(train),
-        "validation_counts": class_counts(val),
-        "validation_metrics": val_metrics,
-        "validation_metrics_at_0.5": binary_metrics(y_val, val_prob, 0.5),
-        "class_weight": {str(k): v for k, v in class_weight.items()},
-        "epochs_run": len(history.history["loss"]),
-        "train_seconds": round(train_seconds, 1),
-        "train_images_per_second": round(float(np.median(throughput.rates)), 2) if throughput.rates else None,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "training_command": config.command,
-    }
-    if config.external is not None:
-        metadata["external_metrics"] = _external(best, spec, config.external, threshold)
-    save_metadata(model_path, metadata)
-    print(f"saved {model_path} and {model_path.with_suffix('.json')}")
-    onnx_file, diff = onnx_export.export(model_path)
-    print(f"saved {onnx_file} (max abs difference to Keras {diff:.1e})")
-    return metadata
+def _read_history(path: Path) -> dict[str, list[float]]:
+    """``history.csv`` as written by CSVLogger, as Keras' ``History.history``."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"} if rows else {"loss": []}
 
 
 def _schedule(config: TrainConfig, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -219,7 +279,7 @@ def _schedule(config: TrainConfig, total_steps: int) -> keras.optimizers.schedul
     return keras.optimizers.schedules.ExponentialDecay(config.learning_rate, 10000, 0.95, staircase=True)
 
 
-def _external(net: keras.Model, spec: PreprocessSpec, folder: Path, threshold: float) -> dict[str, Any]:
+def external_metrics(net: keras.Model, spec: PreprocessSpec, folder: Path, threshold: float) -> dict[str, Any]:
     """Metrics on an external folder, for the report only."""
     x, y, _ = load_arrays(list_samples(resolve_split_dir(folder, "external")), spec)
     metrics = binary_metrics(y, _predict(net, x, spec), threshold)
@@ -241,29 +301,40 @@ def _training_samples(config: TrainConfig) -> list[Sample]:
 
 def train_once(config: TrainConfig) -> dict[str, Any]:
     """One patient-level train/validation split, one model."""
-    train, val = patient_split(_training_samples(config), config.val_fraction, config.seed)
+    train, val = patient_split(_training_samples(config), config.val_fraction, config.validation_seed)
     return _fit(config, train, val)
 
 
-def run_folds(config: TrainConfig, k: int) -> dict[str, Any]:
-    """Patient-grouped K-fold cross-validation: one model per fold, mean and spread of the metrics."""
-    folds = patient_folds(_training_samples(config), k, config.seed)
-    results = []
-    for i, held_out in enumerate(folds):
-        print(f"=== fold {i + 1}/{k}")
-        train = [s for j, fold in enumerate(folds) if j != i for s in fold]
-        fold_config = replace(config, output=config.output / f"fold{i + 1}")
-        results.append(_fit(fold_config, train, held_out))
-    summary: dict[str, Any] = {"folds": k, "command": config.command}
+def run_folds(config: TrainConfig, k: int, only: int | None = None) -> dict[str, Any]:
+    """Patient-grouped K-fold cross-validation: one model per fold, then the mean and spread of
+    the metrics; or fold ``only`` alone (folds trained in parallel), without the summary."""
+    folds = patient_folds(_training_samples(config), k, config.validation_seed)
+    for i, held_out in enumerate(folds, 1):
+        if only is not None and i != only:
+            continue
+        print(f"=== fold {i}/{k}")
+        train = [s for j, fold in enumerate(folds, 1) if j != i for s in fold]
+        _fit(replace(config, output=config.output / f"fold{i}"), train, held_out)
+    if only is not None:  # the other folds may still be training: summarise_folds once they are done
+        return {}
+    return summarise_folds(config.output, k, config.command)
+
+
+def summarise_folds(output: Path, k: int, command: str = "") -> dict[str, Any]:
+    """Mean, SD and values of the headline metrics over the fold models found in ``output/fold*``."""
+    results = [json.loads(path.read_text()) for i in range(1, k + 1)
+               if (path := output / f"fold{i}" / "best_model.json").is_file()]
+    summary: dict[str, Any] = {"folds": k, "folds_done": len(results), "command": command}
     for key in ("validation_metrics", "external_metrics"):
-        if key in results[0]:
+        if results and all(key in r for r in results):
             summary[key] = {
-                name: {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)), "values": vals}
+                name: {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                       "values": vals}
                 for name in ("accuracy", "sensitivity", "specificity", "roc_auc", "threshold")
                 for vals in [[r[key][name] for r in results]]
             }
-    (config.output / "folds_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with open(config.output / "folds_summary.csv", "w", newline="") as fh:
+    (output / "folds_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with open(output / "folds_summary.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["fold", "val_accuracy", "val_sensitivity", "val_specificity", "val_roc_auc"])
         for i, r in enumerate(results, 1):

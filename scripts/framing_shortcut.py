@@ -11,6 +11,7 @@ through the model's own preprocessing. Two ways of framing are class shortcuts i
 * field of view: only the central window of the film kept (a tighter collimation of the same
   chest) - train NORMAL films show head and abdomen around the chest, PNEUMONIA films are tight.
 
+The framings live in ``model.framing``, which the trainer also uses for its threshold rule.
 A model that reads the lungs gives nearly the same answer under every framing. Prints, per model
 and framing, the specificity on NORMAL and the sensitivity on PNEUMONIA films at the model's stored
 threshold, and one summary: the ROC AUC of all re-framed films pooled (high only when the model
@@ -20,78 +21,35 @@ both separates the classes and ignores the framing).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from model.data import Sample  # noqa: E402
 from model.evaluate import validation_samples  # noqa: E402
-from model.metrics import roc_auc  # noqa: E402
+from model.framing import FRAMINGS, Counterfactuals  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
-from model.preprocessing import decode_gray, resize_gray  # noqa: E402
-
-RATIOS = (1.0, 1.25, 1.5, 1.75)
-WINDOWS = (1.0, 0.9, 0.8, 0.7)
+from model.preprocessing import resize_gray  # noqa: E402
 
 
-def reframe(gray: np.ndarray, ratio: float) -> np.ndarray:
-    """The film cropped or widened (edge columns repeated) to ``ratio`` times as wide as high."""
-    h, w = gray.shape
-    target = round(h * ratio)
-    if target <= w:
-        left = (w - target) // 2
-        return gray[:, left:left + target]
-    extra = target - w
-    return np.pad(gray, ((0, 0), (extra // 2, extra - extra // 2)), mode="edge")
+def counterfactuals(model: Predictor, data: Path) -> Counterfactuals:
+    """The model's probabilities on every re-framing of its original-size validation films."""
+    spec = model.spec
+    return Counterfactuals(validation_samples([model], data), data, lambda films: model.predict_gray(
+        np.stack([resize_gray(film, spec.input_size, spec.resize_mode) for film in films])))
 
 
-def window(gray: np.ndarray, fraction: float) -> np.ndarray:
-    """The central ``fraction`` of the film's height and width (a tighter field of view)."""
-    h, w = gray.shape
-    ch, cw = round(h * fraction), round(w * fraction)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return gray[top:top + ch, left:left + cw]
-
-
-TESTS: dict[str, tuple[Callable[[np.ndarray, float], np.ndarray], tuple[float, ...]]] = {
-    "width/height": (reframe, RATIOS),
-    "central window": (window, WINDOWS),
-}
-
-
-def originals(data: Path, model: Predictor) -> list[Sample]:
-    """The validation samples of the model's split that reached us at original size."""
-    val = validation_samples([model], data)
-    sources = data.parent / "SOURCES.csv"
-    if not sources.is_file():
-        return val
-    with open(sources) as fh:
-        squashed = {row["name"] for row in csv.DictReader(fh) if row["pre_resized_by_uploader"] == "1"}
-    return [s for s in val if s.path.name not in squashed]
-
-
-def framing_table(model: Predictor, films: list[np.ndarray], labels: np.ndarray) -> tuple[dict, float]:
-    """Specificity, sensitivity and mean NORMAL probability for each test and setting, and the
-    ROC AUC of every re-framed film pooled."""
-    table: dict[str, dict[float, dict]] = {}
-    pooled: list[np.ndarray] = []
-    for name, (frame, settings) in TESTS.items():
-        table[name] = {}
-        for setting in settings:
-            grays = np.stack([resize_gray(frame(g, setting), model.spec.input_size, model.spec.resize_mode)
-                              for g in films])
-            probs = np.asarray(model.predict_gray(grays)).reshape(-1)
-            pooled.append(probs)
-            called = probs >= model.threshold
-            table[name][setting] = {"specificity": float(np.mean(~called[labels == 0])),
-                                    "sensitivity": float(np.mean(called[labels == 1])),
-                                    "mean_p_normal": float(probs[labels == 0].mean())}
-    return table, roc_auc(np.tile(labels, len(pooled)), np.concatenate(pooled))
+def framing_table(model: Predictor, cf: Counterfactuals) -> dict[str, dict[float, dict]]:
+    """Specificity, sensitivity and mean NORMAL probability for each framing and setting."""
+    table: dict[str, dict[float, dict]] = {name: {} for name in FRAMINGS}
+    for (name, setting), probs in zip(cf.settings, cf.probabilities):
+        called = probs >= model.threshold
+        table[name][setting] = {"specificity": float(np.mean(~called[cf.labels == 0])),
+                                "sensitivity": float(np.mean(called[cf.labels == 1])),
+                                "mean_p_normal": float(probs[cf.labels == 0].mean())}
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,18 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in args.model:
         model = Predictor(path)
-        samples = originals(args.data, model)
-        labels = np.array([s.label for s in samples])
-        films = [decode_gray(s.path.read_bytes()) for s in samples]
-        print(f"{model.version}: {len(samples)} original-size validation films "
-              f"({int((labels == 0).sum())} NORMAL), threshold {model.threshold:.3f}")
-        table, pooled_auc = framing_table(model, films, labels)
-        for name, rows in table.items():
+        cf = counterfactuals(model, args.data)
+        print(f"{model.version}: {len(cf.labels)} original-size validation films "
+              f"({int((cf.labels == 0).sum())} NORMAL), threshold {model.threshold:.3f}")
+        for name, rows in framing_table(model, cf).items():
             print(f"  {name:<16}{'specificity':>12}{'sensitivity':>12}{'mean P NORMAL':>15}")
             for setting, row in rows.items():
                 print(f"  {setting:<16}{row['specificity']:>12.3f}{row['sensitivity']:>12.3f}"
                       f"{row['mean_p_normal']:>15.3f}")
-        print(f"  ROC AUC of all {sum(map(len, table.values()))} framings pooled: {pooled_auc:.4f}")
+        print(f"  ROC AUC of all {len(cf.settings)} framings pooled: {cf.pooled_auc:.4f}")
     return 0
 
 

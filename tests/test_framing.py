@@ -7,9 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.pipeline import AUGMENTATIONS, build_augmenter
+from model.data import list_samples
+from model.framing import Counterfactuals
+from model.metrics import choose_threshold
+from model.pipeline import AUGMENTATIONS, NormalWindow, build_augmenter, normal_window
+from tests.helpers import XRAYS
 from scripts import framing_shortcut
-from scripts.framing_shortcut import reframe, window
+from model.framing import FRAMINGS, reframe, window
 
 
 def test_reframe_keeps_the_height_and_sets_the_ratio() -> None:
@@ -54,7 +58,41 @@ def test_framing_report_on_a_real_model(tiny_model: Path, tiny_dataset: Path, ca
     for setting in ("width/height", "central window", "1.75", "0.7"):
         assert setting in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
-    assert len(rows) == len(framing_shortcut.RATIOS) + len(framing_shortcut.WINDOWS)
+    assert len(rows) == sum(len(settings) for _, settings in FRAMINGS.values())
     assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[1:3])
     pooled = float(out.split("framings pooled:")[1].split()[0])
     assert 0.0 <= pooled <= 1.0
+
+
+def test_fov_preset_reframes_normal_films_only() -> None:
+    assert normal_window("fov") == NormalWindow() and normal_window("scale") is None
+    assert "fov" in AUGMENTATIONS and build_augmenter("fov") is not None
+    rng = np.random.default_rng(0)
+    films = rng.integers(0, 256, (200, 32, 40)).astype(np.float32)
+    labels = np.repeat([0, 1], 100)
+    out = NormalWindow(probability=0.5)(films, labels, np.random.default_rng(1))
+    assert out.shape == films.shape and out.dtype == np.float32
+    changed = np.any(out != films, axis=(1, 2))
+    assert not changed[labels == 1].any(), "a PNEUMONIA film was re-framed"
+    assert 30 <= changed[labels == 0].sum() <= 70
+    always = NormalWindow(probability=1.0, fraction=(0.5, 0.5))(films[:1], labels[:1], np.random.default_rng(2))
+    assert always[0].std() < films[0].std(), "a window of half the film, enlarged, is smoother"
+
+
+def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
+    """A model fooled by framing (its score grows with the film's width) and the pooled rule."""
+    samples = list_samples(XRAYS)
+
+    def by_width(films: list[np.ndarray]) -> np.ndarray:
+        return np.array([min(1.0, film.shape[1] / film.shape[0] / 2) for film in films])
+
+    cf = Counterfactuals(samples, XRAYS, by_width)
+    assert cf.settings == [(name, setting) for name, (_, settings) in FRAMINGS.items() for setting in settings]
+    assert len(cf.labels) == len(samples) and all(len(p) == len(samples) for p in cf.probabilities)
+    np.testing.assert_allclose(cf.probabilities[cf.settings.index(("width/height", 1.5))], 0.75, atol=0.01)
+    labels = np.array([s.label for s in samples])
+    probs = np.where(labels == 1, 0.95, 0.05)  # the films as they are: perfectly separated
+    pooled = cf.threshold(labels, probs, 0.95)
+    assert choose_threshold(labels, probs, 0.95) == 0.5
+    assert pooled == choose_threshold(np.r_[labels, np.tile(cf.labels, 8)], np.r_[probs, *cf.probabilities], 0.95)
+    assert pooled != 0.5 and 0.0 <= cf.pooled_auc <= 1.0

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from model.data import Sample, load_arrays
-from model.pipeline import make_dataset
+from model.pipeline import ArrayBatches, make_dataset
 from model.preprocessing import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -111,6 +111,24 @@ def test_training_pipeline_and_serving_give_identical_tensors(scaling: str) -> N
     served = np.stack([preprocess_bytes(s.path.read_bytes(), spec) for s in samples])
     assert batch.shape == served.shape == (4, 64, 64, 3)
     np.testing.assert_array_equal(batch, served)
+    # the batches for backends without tf.data (JAX on a GPU host) are the same tensors
+    array_batch, array_labels = ArrayBatches(images, labels, spec, batch_size=4)[0]
+    np.testing.assert_array_equal(array_batch, served)
+    np.testing.assert_array_equal(array_labels, labels)
+
+
+def test_array_batches_shuffle_each_epoch_and_drop_the_partial_batch() -> None:
+    spec = PreprocessSpec(input_size=32, scaling="tf")
+    images = np.arange(10, dtype=np.uint8)[:, None, None] * np.ones((10, 32, 32), np.uint8)
+    labels = np.arange(10, dtype=np.float32)
+    batches = ArrayBatches(images, labels, spec, batch_size=4, shuffle=True, seed=1)
+    assert len(batches) == 2 and len(ArrayBatches(images, labels, spec, batch_size=4)) == 3
+    first = np.concatenate([batches[i][1] for i in range(len(batches))])
+    batches.on_epoch_end()
+    second = np.concatenate([batches[i][1] for i in range(len(batches))])
+    assert len(set(first)) == 8 and not np.array_equal(first, second)
+    x, y = batches[0]
+    np.testing.assert_allclose(x[..., 0], images[y.astype(int)] / 127.5 - 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])

@@ -1,0 +1,104 @@
+"""Counterfactual framings of validation films, and the threshold rule that includes them.
+
+Two ways of framing a film are class shortcuts in the train split: its aspect ratio (train
+NORMAL films are 1.23 times as wide as high, PNEUMONIA 1.50) and its field of view (train NORMAL
+films show head and abdomen around the chest, PNEUMONIA films are tight; test-era films are
+tight). Each original-size validation film is therefore also shown to the model
+
+* cropped (central part kept) or widened (side columns repeated outwards) to fixed width/height
+  ratios, and
+* cut to its central window (a tighter collimation of the same chest).
+
+A model that reads the lungs answers the same under every framing. The ROC AUC of all re-framed
+films pooled summarises discrimination and framing invariance in one validation-only number, and
+the decision threshold is chosen on the validation split pooled with these counterfactuals, so that
+it also holds for tightly framed films (see :data:`THRESHOLD_RULE`).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from model.data import Sample
+from model.metrics import choose_threshold, roc_auc
+from model.preprocessing import decode_gray
+
+RATIOS = (1.0, 1.25, 1.5, 1.75)
+WINDOWS = (1.0, 0.9, 0.8, 0.7)
+THRESHOLD_RULE = ("max Youden J (balanced accuracy) subject to sensitivity >= {:.2f} on the validation split "
+                  "pooled with its framing counterfactuals (each original-size validation film at "
+                  f"width/height {', '.join(map(str, RATIOS))} and central windows {', '.join(map(str, WINDOWS))})")
+
+
+def reframe(gray: np.ndarray, ratio: float) -> np.ndarray:
+    """The film cropped or widened (edge columns repeated) to ``ratio`` times as wide as high."""
+    h, w = gray.shape
+    target = round(h * ratio)
+    if target <= w:
+        left = (w - target) // 2
+        return gray[:, left:left + target]
+    extra = target - w
+    return np.pad(gray, ((0, 0), (extra // 2, extra - extra // 2)), mode="edge")
+
+
+def window(gray: np.ndarray, fraction: float) -> np.ndarray:
+    """The central ``fraction`` of the film's height and width (a tighter field of view)."""
+    h, w = gray.shape
+    ch, cw = round(h * fraction), round(w * fraction)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return gray[top:top + ch, left:left + cw]
+
+
+FRAMINGS: dict[str, tuple[Callable[[np.ndarray, float], np.ndarray], tuple[float, ...]]] = {
+    "width/height": (reframe, RATIOS),
+    "central window": (window, WINDOWS),
+}
+
+
+def original_size(samples: list[Sample], data_root: Path) -> list[Sample]:
+    """The samples that reached us at original size (``pre_resized_by_uploader == 0`` in the
+    ``SOURCES.csv`` beside the data folder); all of them when there is no such file."""
+    sources = Path(data_root).parent / "SOURCES.csv"
+    if not sources.is_file():
+        return list(samples)
+    with open(sources) as fh:
+        squashed = {row["name"] for row in csv.DictReader(fh) if row["pre_resized_by_uploader"] == "1"}
+    return [s for s in samples if s.path.name not in squashed]
+
+
+def reframed(films: list[np.ndarray]) -> Iterator[tuple[str, float, list[np.ndarray]]]:
+    """``(framing, setting, re-framed films)`` for every counterfactual framing."""
+    for name, (frame, settings) in FRAMINGS.items():
+        for setting in settings:
+            yield name, setting, [frame(film, setting) for film in films]
+
+
+class Counterfactuals:
+    """The original-size validation films, their labels and the model's probabilities on every
+    re-framing of them (in :func:`reframed` order)."""
+
+    def __init__(self, samples: list[Sample], data_root: Path,
+                 predict_films: Callable[[list[np.ndarray]], np.ndarray]) -> None:
+        originals = original_size(samples, data_root)
+        self.labels = np.array([s.label for s in originals], dtype=int)
+        films = [decode_gray(s.path.read_bytes()) for s in originals]
+        self.settings: list[tuple[str, float]] = []
+        self.probabilities: list[np.ndarray] = []
+        for name, setting, framed in reframed(films):
+            self.settings.append((name, setting))
+            self.probabilities.append(np.asarray(predict_films(framed), dtype=np.float64).reshape(-1))
+
+    @property
+    def pooled_auc(self) -> float:
+        """ROC AUC of every re-framed film pooled."""
+        return roc_auc(np.tile(self.labels, len(self.probabilities)), np.concatenate(self.probabilities))
+
+    def threshold(self, labels: np.ndarray, probabilities: np.ndarray, min_sensitivity: float) -> float:
+        """The threshold rule on the validation split (``labels``, ``probabilities``) pooled with
+        the counterfactuals."""
+        return choose_threshold(np.r_[np.asarray(labels), np.tile(self.labels, len(self.probabilities))],
+                                np.r_[np.asarray(probabilities), *self.probabilities], min_sensitivity)
