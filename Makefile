@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHECKOV_STAMP := .venv-checkov/.installed
 
-.PHONY: up down status users tokens rehearsal test venv system-deps train clean
+.PHONY: up down status users tokens rehearsal test venv system-deps train model clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -48,6 +48,18 @@ test: system-deps venv $(CHECKOV_STAMP)
 
 train: venv
 	$(PY) -m model.cnn --data $${PNEUMONIA_DATA:-../shared/data/chest_xray} --output output
+
+# The shipped model's recipe (documentation/MODEL_CARD.md): two MobileNetV2 members trained from scratch
+# (about an hour each on 2 CPU cores; scripts/parallel_study.sh trains them side by side on a GPU host),
+# then their ensemble, written to runs/ensemble/ (copy its three files to models/ to serve it).
+DATA ?= $(or $(PNEUMONIA_DATA),../shared/data/chest_xray)
+MEMBER := --data $(DATA) --external $(DATA)/external --backbone mobilenetv2 --weights none --input-size 192 \
+	--epochs 20 --learning-rate 1e-3 --lr-schedule cosine --monitor val_auc --patience 6
+model: venv
+	$(PY) -m model.cnn $(MEMBER) --augment scale --output runs/member_scale
+	$(PY) -m model.cnn $(MEMBER) --augment fov --output runs/member_fov
+	$(PY) -m model.ensemble --model runs/member_scale/best_model.keras --model runs/member_fov/best_model.keras \
+		--data $(DATA) --external $(DATA)/external --output runs/ensemble/best_model.keras
 
 clean:
 	rm -rf output .pytest_cache

@@ -47,12 +47,15 @@ def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
 
 
 def model_gflops(net) -> float:
-    """FLOPs per image (2 x multiply-adds) of the conv, depthwise-conv and dense layers."""
+    """FLOPs per image (2 x multiply-adds) of the conv, depthwise-conv and dense layers (of every
+    member, for an ensemble)."""
     import keras
 
     macs = 0
     for layer in net.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if isinstance(layer, keras.Model):
+            macs += model_gflops(layer) * 1e9 / 2
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
             _, h, w, c = layer.output.shape
             macs += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
         elif isinstance(layer, keras.layers.Conv2D):

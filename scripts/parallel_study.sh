@@ -6,12 +6,15 @@
 #
 # Every run: from scratch, 20 epochs, Adam 1e-3 with cosine decay, checkpoint on validation AUC, the
 # same patient-level validation split (seed 42), external half reported only. Options: EPOCHS, LIMIT
-# and SIZE (input size of the 192-px runs) shrink it for a smoke test; DEADLINE (seconds) stops
-# runs that have not finished by then; ONLY (names, space-separated) picks runs. ONNX export and the framing test run afterwards on a CPU host.
+# and SIZE (input size of the 192-px runs) shrink it for a smoke test; DEADLINE (seconds, 0: none)
+# stops runs that have not finished by then - leave a minute after the last epoch for the threshold
+# and metadata, or finish the checkpoints later with `python -m model.cnn ... --finish`; ONLY (names,
+# space-separated) picks runs. ONNX export and the framing test run afterwards on a CPU host.
+# Session 4 ran ONLY="scale192 fov192 fov192_seed43 fov192_seed44 fov224" DEADLINE=470 on an H200.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 : "${DATA:?set DATA to a Kaggle-layout folder with train/ and external/}" "${OUT:?set OUT to a results folder}"
-EPOCHS=${EPOCHS:-20} LIMIT=${LIMIT:-0} SIZE=${SIZE:-192} DEADLINE=${DEADLINE:-450}
+EPOCHS=${EPOCHS:-20} LIMIT=${LIMIT:-0} SIZE=${SIZE:-192} DEADLINE=${DEADLINE:-0}
 RUNS=${RUNS:-runs/study}
 export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.08}
@@ -39,10 +42,13 @@ for name in "${!study[@]}"; do
     python3 -m model.cnn "${common[@]}" ${study[$name]} --output "$output" >"$RUNS/$name.log" 2>&1 &
     pids+=($!)
 done
-( sleep "$DEADLINE"; echo "deadline of ${DEADLINE}s reached: stopping unfinished runs"; kill "${pids[@]}" 2>/dev/null ) &
-watchdog=$!
+watchdog=
+if (( DEADLINE > 0 )); then
+    ( sleep "$DEADLINE"; echo "deadline of ${DEADLINE}s reached: stopping unfinished runs"; kill "${pids[@]}" 2>/dev/null ) &
+    watchdog=$!
+fi
 wait "${pids[@]}"
-kill "$watchdog" 2>/dev/null
+[[ -n $watchdog ]] && kill "$watchdog" 2>/dev/null
 
 python3 -c "from pathlib import Path; from model.training import summarise_folds; \
 summarise_folds(Path('$RUNS/fov${SIZE}_folds'), 5)" >/dev/null 2>&1

@@ -142,7 +142,8 @@ def test_trainer_cli_help_and_bad_weights(tmp_path: Path, tiny_dataset: Path) ->
     help_text = subprocess.run([sys.executable, "model/cnn.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert help_text.returncode == 0
     for option in ("--backbone", "--input-size", "--epochs", "--batch-size", "--learning-rate",
-                   "--fine-tune-layers", "--weights", "--seed", "--folds", "--class-weight"):
+                   "--fine-tune-layers", "--weights", "--seed", "--folds", "--class-weight", "--split-seed",
+                   "--fold", "--finish"):
         assert option in help_text.stdout
     proc = subprocess.run([sys.executable, "-m", "model.cnn", "--data", str(tiny_dataset), "--output", str(tmp_path),
                            "--weights", str(tmp_path / "missing.h5"), "--input-size", "64", "--epochs", "1"],
@@ -160,3 +161,18 @@ def test_kfold_cross_validation_summarises_each_fold(tiny_dataset: Path, tmp_pat
     summary = json.loads((tmp_path / "folds_summary.json").read_text())
     assert len(summary["validation_metrics"]["roc_auc"]["values"]) == 2
     assert (tmp_path / "fold1" / "best_model.keras").is_file() and (tmp_path / "fold2" / "best_model.json").is_file()
+
+
+def test_single_folds_train_apart_and_summarise_together(tiny_dataset: Path, tmp_path: Path) -> None:
+    """``--fold N`` trains one fold (folds side by side on a GPU host); the summary comes after."""
+    from model import cnn
+    from model.training import summarise_folds
+
+    options = ["--data", str(tiny_dataset), "--output", str(tmp_path), "--backbone", "mobilenetv2",
+               "--weights", "none", "--input-size", "32", "--epochs", "1", "--batch-size", "8", "--folds", "2"]
+    assert cnn.main(options + ["--fold", "3"]) == 2
+    assert cnn.main(options + ["--fold", "2"]) == 0
+    assert (tmp_path / "fold2" / "best_model.json").is_file() and not (tmp_path / "fold1").exists()
+    assert not (tmp_path / "folds_summary.json").exists()
+    assert summarise_folds(tmp_path, 2)["folds_done"] == 1
+    assert json.loads((tmp_path / "folds_summary.json").read_text())["folds_done"] == 1

@@ -1,10 +1,10 @@
 """The shipped model: loads, carries complete metadata, fits the size budget, and classifies the
 committed fixture X-rays (the official val split, never trained on).
 
-Known weakness (documentation/MODEL_CARD.md): on test-era films the model over-calls pneumonia at
-its validation-chosen threshold; it gets 11 of the 16 fixtures right (5 tight NORMAL films called
-PNEUMONIA; the previous model got 13). The test pins that floor so a regression shows, and
-requires every PNEUMONIA fixture.
+Known weakness (documentation/MODEL_CARD.md): on test-era films the model still over-calls pneumonia
+at its validation-chosen threshold; it gets 12 of the 16 fixtures right (4 tight NORMAL films called
+PNEUMONIA, probabilities 0.46-0.67 against the threshold 0.418). The test pins that floor so a
+regression shows, and requires every PNEUMONIA fixture.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from tests.helpers import fixture_images
 def test_metadata_is_complete(shipped_model: Path) -> None:
     metadata = load_metadata(shipped_model)
     assert set(REQUIRED_METADATA) <= set(metadata)
-    assert metadata["training_command"].startswith("python -m model.cnn ")
+    assert metadata["training_command"].startswith(("python -m model.cnn ", "python -m model.ensemble "))
+    for member in metadata.get("members", []):  # an ensemble names how each member was trained
+        assert member["training_command"].startswith("python -m model.cnn ")
+        assert 0 <= member["validation_metrics"]["roc_auc"] <= 1
     assert len(metadata["data_fingerprint"]) == 64
     assert 0 < metadata["threshold"] < 1
     for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
@@ -42,7 +45,7 @@ def test_fixture_xrays_are_classified(predictor: Predictor) -> None:
                  for path, label in fixture_images()}
     wrong = {name: pair for name, pair in predicted.items() if pair[0] != pair[1]}
     assert all(truth == "NORMAL" for _, truth in wrong.values()), f"missed pneumonia: {wrong}"
-    assert len(wrong) <= 5, f"misclassified: {wrong}"
+    assert len(wrong) <= 4, f"misclassified: {wrong}"
 
 
 def test_onnx_engine_matches_keras(shipped_model: Path) -> None:
