@@ -41,7 +41,7 @@ from model.data import (  # noqa: E402
 from model.framing import Counterfactuals  # noqa: E402
 from model.metrics import binary_metrics, bootstrap_intervals  # noqa: E402
 from model.predictor import Predictor, ensemble_probabilities  # noqa: E402
-from model.preprocessing import resize_gray  # noqa: E402
+from model.preprocessing import resize_films  # noqa: E402
 
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "brier")
 
@@ -93,8 +93,8 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
     result["at_0.5"] = binary_metrics(labels, probs, 0.5)
     result["ci95"] = bootstrap_intervals(labels, probs, threshold, [s.patient for s in kept])
     if split == "validation":
-        cf = Counterfactuals(kept, folder, lambda films: ensemble_probabilities(predictors, {
-            spec: np.stack([resize_gray(film, spec.input_size, spec.resize_mode) for film in films]) for spec in grays}))
+        cf = Counterfactuals(kept, folder, lambda films: ensemble_probabilities(
+            predictors, {spec: resize_films(films, spec) for spec in grays}))
         result["rule_threshold"] = cf.threshold(labels, probs, predictors[0].metadata["config"]["min_sensitivity"])
         result["framing_auc"] = cf.pooled_auc
     result.update(

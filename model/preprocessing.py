@@ -204,6 +204,11 @@ def resize_gray(gray: np.ndarray, size: int, mode: str = "squash") -> np.ndarray
     return np.asarray(img, dtype=np.uint8)
 
 
+def resize_films(films: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """Decoded grey films of any size to a ``(N, size, size)`` ``uint8`` batch."""
+    return np.stack([resize_gray(film, spec.input_size, spec.resize_mode) for film in films])
+
+
 def load_gray(data: bytes, spec: PreprocessSpec) -> np.ndarray:
     """Bytes to a ``(size, size)`` ``uint8`` grey array: the cached part of the pipeline."""
     return resize_gray(decode_gray(data), spec.input_size, spec.resize_mode)

@@ -36,7 +36,7 @@ from model.data import (
 from model.framing import THRESHOLD_RULE, Counterfactuals
 from model.metrics import binary_metrics
 from model.pipeline import build_augmenter, make_dataset, normal_window
-from model.preprocessing import PreprocessSpec, resize_gray, scale
+from model.preprocessing import PreprocessSpec, resize_films, scale
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,7 @@ def assess(net: keras.Model, spec: PreprocessSpec, val: list[Sample], x_val: np.
            data_root: Path, min_sensitivity: float) -> dict[str, Any]:
     """Threshold (the rule of :mod:`model.framing`) and validation metrics of a trained model."""
     val_prob = _predict(net, x_val, spec)
-    cf = Counterfactuals(val, data_root, lambda films: _predict(
-        net, np.stack([resize_gray(film, spec.input_size, spec.resize_mode) for film in films]), spec))
+    cf = Counterfactuals(val, data_root, lambda films: _predict(net, resize_films(films, spec), spec))
     threshold = cf.threshold(y_val, val_prob, min_sensitivity)
     val_metrics = binary_metrics(y_val, val_prob, threshold)
     at_half = binary_metrics(y_val, val_prob, 0.5)

@@ -31,14 +31,13 @@ import numpy as np  # noqa: E402
 from model.evaluate import validation_samples  # noqa: E402
 from model.framing import FRAMINGS, Counterfactuals  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
-from model.preprocessing import resize_gray  # noqa: E402
+from model.preprocessing import resize_films  # noqa: E402
 
 
 def counterfactuals(model: Predictor, data: Path) -> Counterfactuals:
     """The model's probabilities on every re-framing of its original-size validation films."""
-    spec = model.spec
-    return Counterfactuals(validation_samples([model], data), data, lambda films: model.predict_gray(
-        np.stack([resize_gray(film, spec.input_size, spec.resize_mode) for film in films])))
+    return Counterfactuals(validation_samples([model], data), data,
+                           lambda films: model.predict_gray(resize_films(films, model.spec)))
 
 
 def framing_table(model: Predictor, cf: Counterfactuals) -> dict[str, dict[float, dict]]:
