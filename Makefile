@@ -50,7 +50,7 @@ train: venv
 	$(PY) -m model.cnn --data $${PNEUMONIA_DATA:-../shared/data/chest_xray} --output output
 
 # The shipped model's recipe (documentation/MODEL_CARD.md): two MobileNetV2 members trained from scratch
-# (about an hour each on 2 CPU cores; scripts/parallel_study.sh trains them side by side on a GPU host),
+# (35-60 minutes each on 2 CPU cores; scripts/parallel_study.sh trains them side by side on a GPU host),
 # then their ensemble, written to runs/ensemble/ (copy its three files to models/ to serve it).
 DATA ?= $(or $(PNEUMONIA_DATA),../shared/data/chest_xray)
 MEMBER := --data $(DATA) --external $(DATA)/external --backbone mobilenetv2 --weights none --input-size 192 \
