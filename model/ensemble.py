@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if __package__ in (None, ""):  # run as ``python model/ensemble.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.artifacts import ModelArtifactError, load_keras_model  # noqa: E402
+from model.artifacts import ModelArtifactError  # noqa: E402
 from model.data import DatasetError, load_arrays  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 
@@ -54,7 +54,7 @@ def combine(paths: list[Path], data: Path, output: Path, external: Path | None =
     spec = specs.pop()
     val = validation_samples(predictors, data)
     x_val, y_val, val = load_arrays(val, spec)
-    net = build_ensemble([load_keras_model(p) for p in paths])
+    net = build_ensemble([p.keras_model for p in predictors])
     output.parent.mkdir(parents=True, exist_ok=True)
     net.save(output)
     first = predictors[0].metadata

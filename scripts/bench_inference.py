@@ -47,14 +47,18 @@ def matmul_gflops(n: int = 2048, seconds: float = 3.0) -> float:
 
 
 def model_gflops(net) -> float:
-    """FLOPs per image (2 x multiply-adds) of the conv, depthwise-conv and dense layers (of every
-    member, for an ensemble)."""
+    """FLOPs per image (2 x multiply-adds) of the conv, depthwise-conv and dense layers."""
+    return 2 * _macs(net) / 1e9
+
+
+def _macs(net) -> int:
+    """Multiply-adds per image, counting every member of an ensemble."""
     import keras
 
     macs = 0
     for layer in net.layers:
         if isinstance(layer, keras.Model):
-            macs += model_gflops(layer) * 1e9 / 2
+            macs += _macs(layer)
         elif isinstance(layer, keras.layers.DepthwiseConv2D):
             _, h, w, c = layer.output.shape
             macs += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
@@ -63,7 +67,7 @@ def model_gflops(net) -> float:
             macs += h * w * c_out * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
         elif isinstance(layer, keras.layers.Dense):
             macs += layer.input.shape[-1] * layer.units
-    return 2 * macs / 1e9
+    return macs
 
 
 def main(argv: list[str] | None = None) -> int:
