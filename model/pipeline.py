@@ -60,7 +60,8 @@ class NormalWindow:
                 top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
                 small = Image.fromarray(out[i, top:top + h, left:left + w], mode="F")
             else:
-                small = Image.fromarray(out[i], mode="F").resize((w, h), Image.Resampling.BILINEAR)
+                # every other film keeps a subset of its own pixels, as a window does (no averaging)
+                small = Image.fromarray(out[i], mode="F").resize((w, h), Image.Resampling.NEAREST)
             out[i] = np.asarray(small.resize((width, height), Image.Resampling.BILINEAR))
         return out
 

@@ -79,6 +79,30 @@ def test_fov_preset_reframes_normal_films_only() -> None:
     assert always[0].std() < films[0].std(), "a window of half the film, enlarged, is smoother"
 
 
+def _roughness(films: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between horizontal neighbours, per film (falls with blur)."""
+    return np.abs(np.diff(films, axis=2)).mean(axis=(1, 2))
+
+
+def test_fov_neutral_blurs_both_classes_alike_and_reframes_normal_films_only() -> None:
+    assert normal_window("fov-neutral") == NormalWindow(neutral=True)
+    assert "fov-neutral" in AUGMENTATIONS and build_augmenter("fov-neutral") is not None
+    films = np.random.default_rng(0).integers(0, 101, (400, 32, 40)).astype(np.float32)
+    films[:, 10:22, 12:28] = 255.0  # a bright block in the middle: its share of the film shows the framing
+    labels = np.repeat([0, 1], 200)
+    out = normal_window("fov-neutral")(films, labels, np.random.default_rng(1))
+    changed = np.any(out != films, axis=(1, 2))
+    rough = _roughness(out) / _roughness(films)
+    bright = (out > 178).mean(axis=(1, 2)) / (films > 178).mean(axis=(1, 2))
+    for label in (0, 1):
+        moved = changed & (labels == label)
+        assert 70 <= moved.sum() <= 130, "each class is altered with the same probability"
+        assert rough[moved].mean() < 0.8, "an altered film is blurred"
+    assert abs(rough[changed & (labels == 0)].mean() - rough[changed & (labels == 1)].mean()) < 0.1
+    assert bright[changed & (labels == 0)].mean() > 1.1, "NORMAL films are cut to a tighter window"
+    assert abs(bright[changed & (labels == 1)].mean() - 1.0) < 0.1, "PNEUMONIA films keep their field of view"
+
+
 def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
     """A model fooled by framing (its score grows with the film's width) and the pooled rule."""
     samples = list_samples(XRAYS)
