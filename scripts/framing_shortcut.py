@@ -15,7 +15,10 @@ The framings live in ``model.framing``, which the trainer also uses for its thre
 A model that reads the lungs gives nearly the same answer under every framing. Prints, per model
 and framing, the specificity on NORMAL and the sensitivity on PNEUMONIA films at the model's stored
 threshold, and one summary: the ROC AUC of all re-framed films pooled (high only when the model
-both separates the classes and ignores the framing).
+both separates the classes and ignores the framing). Last, a check for a resampling cue: the mean
+probability of NORMAL films cut to their central 80 / 70 % window from the original film (sharp,
+as a tighter collimation would be) and from the film already at input size, enlarged back (blurred,
+as a training-time window is). A model that answers differently reads the blur, not the framing.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from model.evaluate import validation_samples  # noqa: E402
-from model.framing import FRAMINGS, Counterfactuals  # noqa: E402
+from model.framing import FRAMINGS, Counterfactuals, original_size, window  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
-from model.preprocessing import resize_films  # noqa: E402
+from model.preprocessing import decode_gray, resize_films, resize_gray  # noqa: E402
+
+CUE_WINDOWS = (0.8, 0.7)
 
 
 def counterfactuals(model: Predictor, data: Path) -> Counterfactuals:
@@ -51,6 +56,19 @@ def framing_table(model: Predictor, cf: Counterfactuals) -> dict[str, dict[float
     return table
 
 
+def resampling_cue(model: Predictor, data: Path) -> dict[float, tuple[float, float]]:
+    """``{window: (mean P sharp, mean P enlarged)}`` over the original-size NORMAL validation films."""
+    samples = original_size(validation_samples([model], data), data)
+    films = [decode_gray(s.path.read_bytes()) for s in samples if s.label == 0]
+    small = resize_films(films, model.spec)
+    cue = {}
+    for fraction in CUE_WINDOWS:
+        sharp = model.predict_gray(resize_films([window(f, fraction) for f in films], model.spec))
+        enlarged = model.predict_gray(np.stack([resize_gray(window(f, fraction), model.spec.input_size) for f in small]))
+        cue[fraction] = (float(sharp.mean()), float(enlarged.mean()))
+    return cue
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.framing_shortcut", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", required=True)
@@ -67,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {setting:<16}{row['specificity']:>12.3f}{row['sensitivity']:>12.3f}"
                       f"{row['mean_p_normal']:>15.3f}")
         print(f"  ROC AUC of all {len(cf.settings)} framings pooled: {cf.pooled_auc:.4f}")
+        for fraction, (sharp, enlarged) in resampling_cue(model, args.data).items():
+            print(f"  resampling cue, NORMAL films' central {fraction:.0%}: mean P {sharp:.3f} cut from the "
+                  f"original film, {enlarged:.3f} cut at input size and enlarged")
     return 0
 
 

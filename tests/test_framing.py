@@ -62,6 +62,8 @@ def test_framing_report_on_a_real_model(tiny_model: Path, tiny_dataset: Path, ca
     assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[1:3])
     pooled = float(out.split("framings pooled:")[1].split()[0])
     assert 0.0 <= pooled <= 1.0
+    cue = [line.split("mean P ")[1].split() for line in out.splitlines() if "resampling cue" in line]
+    assert len(cue) == 2 and all(0.0 <= float(row[i]) <= 1.0 for row in cue for i in (0, 6))
 
 
 def test_fov_preset_reframes_normal_films_only() -> None:
