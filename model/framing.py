@@ -53,6 +53,14 @@ def window(gray: np.ndarray, fraction: float) -> np.ndarray:
     return gray[top:top + ch, left:left + cw]
 
 
+def border(gray: np.ndarray, fraction: float) -> np.ndarray:
+    """The film inside a black margin that adds ``fraction`` to its height and width (a film shown
+    zoomed out, scanned or exported with a margin). Not one of :data:`FRAMINGS`: a check beside them."""
+    h, w = gray.shape
+    dy, dx = round(h * fraction / 2), round(w * fraction / 2)
+    return np.pad(gray, ((dy, dy), (dx, dx)), mode="constant")
+
+
 FRAMINGS: dict[str, tuple[Callable[[np.ndarray, float], np.ndarray], tuple[float, ...]]] = {
     "width/height": (reframe, RATIOS),
     "central window": (window, WINDOWS),

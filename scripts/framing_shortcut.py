@@ -19,6 +19,8 @@ both separates the classes and ignores the framing). Last, a check for a resampl
 probability of NORMAL films cut to their central 80 / 70 % window from the original film (sharp,
 as a tighter collimation would be) and from the film already at input size, enlarged back (blurred,
 as a training-time window is). A model that answers differently reads the blur, not the framing.
+And the black-margin check: specificity and sensitivity when every film is shown inside a black
+margin of 10 / 20 / 40 % (``model.framing.border``; not pooled into the AUC or the threshold).
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from model.evaluate import validation_samples  # noqa: E402
-from model.framing import FRAMINGS, Counterfactuals, original_size, window  # noqa: E402
+from model.framing import FRAMINGS, Counterfactuals, border, original_size, window  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.preprocessing import decode_gray, resize_films, resize_gray  # noqa: E402
 
 CUE_WINDOWS = (0.8, 0.7)
+MARGINS = (0.1, 0.2, 0.4)
 
 
 def counterfactuals(model: Predictor, data: Path) -> Counterfactuals:
@@ -56,10 +59,16 @@ def framing_table(model: Predictor, cf: Counterfactuals) -> dict[str, dict[float
     return table
 
 
+def _originals(model: Predictor, data: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """The original-size validation films of the model's split, decoded, and their labels."""
+    samples = original_size(validation_samples([model], data), data)
+    return [decode_gray(s.path.read_bytes()) for s in samples], np.array([s.label for s in samples])
+
+
 def resampling_cue(model: Predictor, data: Path) -> dict[float, tuple[float, float]]:
     """``{window: (mean P sharp, mean P enlarged)}`` over the original-size NORMAL validation films."""
-    samples = original_size(validation_samples([model], data), data)
-    films = [decode_gray(s.path.read_bytes()) for s in samples if s.label == 0]
+    films, labels = _originals(model, data)
+    films = [f for f, label in zip(films, labels) if label == 0]
     small = resize_films(films, model.spec)
     cue = {}
     for fraction in CUE_WINDOWS:
@@ -67,6 +76,16 @@ def resampling_cue(model: Predictor, data: Path) -> dict[float, tuple[float, flo
         enlarged = model.predict_gray(np.stack([resize_gray(window(f, fraction), model.spec.input_size) for f in small]))
         cue[fraction] = (float(sharp.mean()), float(enlarged.mean()))
     return cue
+
+
+def margin_check(model: Predictor, data: Path) -> dict[float, tuple[float, float]]:
+    """``{margin: (specificity, sensitivity)}`` at the stored threshold, films inside a black margin."""
+    films, labels = _originals(model, data)
+    check = {}
+    for fraction in MARGINS:
+        called = model.predict_gray(resize_films([border(f, fraction) for f in films], model.spec)) >= model.threshold
+        check[fraction] = (float(np.mean(~called[labels == 0])), float(np.mean(called[labels == 1])))
+    return check
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         for fraction, (sharp, enlarged) in resampling_cue(model, args.data).items():
             print(f"  resampling cue, NORMAL films' central {fraction:.0%}: mean P {sharp:.3f} cut from the "
                   f"original film, {enlarged:.3f} cut at input size and enlarged")
+        for fraction, (specificity, sensitivity) in margin_check(model, args.data).items():
+            print(f"  black margin {fraction:.0%}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
     return 0
 
 

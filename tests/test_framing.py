@@ -13,7 +13,7 @@ from model.metrics import choose_threshold
 from model.pipeline import AUGMENTATIONS, NormalWindow, build_augmenter, normal_window
 from tests.helpers import XRAYS
 from scripts import framing_shortcut
-from model.framing import FRAMINGS, reframe, window
+from model.framing import FRAMINGS, border, reframe, window
 
 
 def test_reframe_keeps_the_height_and_sets_the_ratio() -> None:
@@ -22,6 +22,13 @@ def test_reframe_keeps_the_height_and_sets_the_ratio() -> None:
     assert narrow.shape == (100, 100) and np.array_equal(narrow, film[:, 25:125])
     assert wide.shape == (100, 200) and np.array_equal(wide[:, 25:175], film)
     assert np.array_equal(wide[:, 0], film[:, 0])
+
+
+def test_border_adds_a_black_margin() -> None:
+    film = np.full((100, 200), 200, np.uint8)
+    framed = border(film, 0.2)
+    assert framed.shape == (120, 240) and np.array_equal(framed[10:110, 20:220], film)
+    assert framed.sum() == film.sum()
 
 
 def test_window_keeps_the_centre() -> None:
@@ -64,6 +71,8 @@ def test_framing_report_on_a_real_model(tiny_model: Path, tiny_dataset: Path, ca
     assert 0.0 <= pooled <= 1.0
     cue = [line.split("mean P ")[1].split() for line in out.splitlines() if "resampling cue" in line]
     assert len(cue) == 2 and all(0.0 <= float(row[i]) <= 1.0 for row in cue for i in (0, 6))
+    margins = [line.split("specificity ")[1].replace(",", "").split() for line in out.splitlines() if "black margin" in line]
+    assert len(margins) == 3 and all(0.0 <= float(row[i]) <= 1.0 for row in margins for i in (0, 2))
 
 
 def test_fov_preset_reframes_normal_films_only() -> None:
