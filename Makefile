@@ -57,8 +57,8 @@ MEMBER := --data $(DATA) --external $(DATA)/external --backbone mobilenetv2 --we
 	--epochs 20 --learning-rate 1e-3 --lr-schedule cosine --monitor val_auc --patience 6
 model: venv
 	$(PY) -m model.cnn $(MEMBER) --augment scale --output runs/member_scale
-	$(PY) -m model.cnn $(MEMBER) --augment fov --output runs/member_fov
-	$(PY) -m model.ensemble --model runs/member_scale/best_model.keras --model runs/member_fov/best_model.keras \
+	$(PY) -m model.cnn $(MEMBER) --augment fov-neutral --output runs/member_fov_neutral
+	$(PY) -m model.ensemble --model runs/member_scale/best_model.keras --model runs/member_fov_neutral/best_model.keras \
 		--data $(DATA) --external $(DATA)/external --output runs/ensemble/best_model.keras
 
 clean:
