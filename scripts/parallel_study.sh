@@ -10,7 +10,8 @@
 # stops runs that have not finished by then - leave a minute after the last epoch for the threshold
 # and metadata, or finish the checkpoints later with `python -m model.cnn ... --finish`; ONLY (names,
 # space-separated) picks runs. ONNX export and the framing test run afterwards on a CPU host.
-# Session 4 ran ONLY="scale192 fov192 fov192_seed43 fov192_seed44 fov224" DEADLINE=470 on an H200.
+# Session 4 ran ONLY="scale192 fov192 fov192_seed43 fov192_seed44 fov224" DEADLINE=470 on an H200;
+# the folds (fovn192_folds_1..5) are the shipped `fov-neutral` member's recipe, five patient-grouped folds.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 : "${DATA:?set DATA to a Kaggle-layout folder with train/ and external/}" "${OUT:?set OUT to a results folder}"
@@ -28,16 +29,17 @@ declare -A study=(
     [fov224]="--augment fov --input-size 224"
     [fov${SIZE}_seed43]="--augment fov --input-size $SIZE --seed 43 --split-seed 42"
     [fov${SIZE}_seed44]="--augment fov --input-size $SIZE --seed 44 --split-seed 42"
+    [fovn${SIZE}]="--augment fov-neutral --input-size $SIZE"
 )
 for fold in 1 2 3 4 5; do
-    study[fov${SIZE}_folds_$fold]="--augment fov --input-size $SIZE --folds 5 --fold $fold"
+    study[fovn${SIZE}_folds_$fold]="--augment fov-neutral --input-size $SIZE --folds 5 --fold $fold"
 done
 
 pids=()
 for name in "${!study[@]}"; do
     [[ -n ${ONLY:-} && " $ONLY " != *" $name "* ]] && continue
     output="$RUNS/$name"
-    [[ $name == *_folds_* ]] && output="$RUNS/fov${SIZE}_folds"
+    [[ $name == *_folds_* ]] && output="$RUNS/fovn${SIZE}_folds"
     # shellcheck disable=SC2086  # the options are meant to split
     python3 -m model.cnn "${common[@]}" ${study[$name]} --output "$output" >"$RUNS/$name.log" 2>&1 &
     pids+=($!)
@@ -51,10 +53,10 @@ wait "${pids[@]}"
 [[ -n $watchdog ]] && kill "$watchdog" 2>/dev/null
 
 python3 -c "from pathlib import Path; from model.training import summarise_folds; \
-summarise_folds(Path('$RUNS/fov${SIZE}_folds'), 5)" >/dev/null 2>&1
+summarise_folds(Path('$RUNS/fovn${SIZE}_folds'), 5)" >/dev/null 2>&1
 grep -h -E "^(validation at|external)" "$RUNS"/*.log | head -40
 tar -czf "$OUT/study_results.tgz" --exclude='*.keras' "$RUNS"
-for name in scale${SIZE} fov${SIZE} fov224 fov${SIZE}_seed43 fov${SIZE}_seed44; do
+for name in scale${SIZE} fov${SIZE} fov224 fov${SIZE}_seed43 fov${SIZE}_seed44 fovn${SIZE}; do
     [[ -f $RUNS/$name/best_model.keras ]] && cp "$RUNS/$name/best_model.keras" "$OUT/$name.keras"
 done
 ls -la "$OUT"
