@@ -87,10 +87,9 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
             keras.layers.RandomFlip("horizontal", seed=seed + 3),
         ]
     elif name in ("xray", "aspect", "scale", "fov", "fov-neutral"):
+        geometry = "scale" if normal_window(name) else name  # the window presets add to ``scale``
         height_zoom, width_zoom = {"xray": (0.15, None), "aspect": (0.15, ASPECT_WIDTH_ZOOM),
-                                   "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM),
-                                   "fov": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM),
-                                   "fov-neutral": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[name]
+                                   "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[geometry]
         layers = [
             keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),

@@ -65,9 +65,8 @@ def _originals(model: Predictor, data: Path) -> tuple[list[np.ndarray], np.ndarr
     return [decode_gray(s.path.read_bytes()) for s in samples], np.array([s.label for s in samples])
 
 
-def resampling_cue(model: Predictor, data: Path) -> dict[float, tuple[float, float]]:
-    """``{window: (mean P sharp, mean P enlarged)}`` over the original-size NORMAL validation films."""
-    films, labels = _originals(model, data)
+def resampling_cue(model: Predictor, films: list[np.ndarray], labels: np.ndarray) -> dict[float, tuple[float, float]]:
+    """``{window: (mean P sharp, mean P enlarged)}`` over the NORMAL ones of ``films``."""
     films = [f for f, label in zip(films, labels) if label == 0]
     small = resize_films(films, model.spec)
     cue = {}
@@ -78,9 +77,8 @@ def resampling_cue(model: Predictor, data: Path) -> dict[float, tuple[float, flo
     return cue
 
 
-def margin_check(model: Predictor, data: Path) -> dict[float, tuple[float, float]]:
-    """``{margin: (specificity, sensitivity)}`` at the stored threshold, films inside a black margin."""
-    films, labels = _originals(model, data)
+def margin_check(model: Predictor, films: list[np.ndarray], labels: np.ndarray) -> dict[float, tuple[float, float]]:
+    """``{margin: (specificity, sensitivity)}`` at the stored threshold, ``films`` inside a black margin."""
     check = {}
     for fraction in MARGINS:
         called = model.predict_gray(resize_films([border(f, fraction) for f in films], model.spec)) >= model.threshold
@@ -104,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {setting:<16}{row['specificity']:>12.3f}{row['sensitivity']:>12.3f}"
                       f"{row['mean_p_normal']:>15.3f}")
         print(f"  ROC AUC of all {len(cf.settings)} framings pooled: {cf.pooled_auc:.4f}")
-        for fraction, (sharp, enlarged) in resampling_cue(model, args.data).items():
+        films, labels = _originals(model, args.data)
+        for fraction, (sharp, enlarged) in resampling_cue(model, films, labels).items():
             print(f"  resampling cue, NORMAL films' central {fraction:.0%}: mean P {sharp:.3f} cut from the "
                   f"original film, {enlarged:.3f} cut at input size and enlarged")
-        for fraction, (specificity, sensitivity) in margin_check(model, args.data).items():
+        for fraction, (specificity, sensitivity) in margin_check(model, films, labels).items():
             print(f"  black margin {fraction:.0%}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
     return 0
 
