@@ -18,7 +18,7 @@ from PIL import Image
 from model.preprocessing import PreprocessSpec, scale
 
 # Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
-AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "none")
+AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "none")
 # Width zoom independent of height zoom for ``aspect``: the aspect ratio of the source film is a
 # class shortcut here (train originals: NORMAL 1.23 +- 0.13 wide, PNEUMONIA 1.50 +- 0.23; squashing
 # to a square turns it into a horizontal compression the network can see), so it is jittered.
@@ -42,11 +42,17 @@ class NormalWindow:
     NORMAL validation films cut to 70 % score 0.13-0.20 when enlarged from the input size, 0.29-0.62
     when cut from the original film). With ``neutral`` (``fov-neutral``) every other film is, with
     the same probability, shrunk by the same random fractions and enlarged back: the same blur,
-    whatever the class, and the same field of view."""
+    whatever the class, and the same field of view.
+
+    With ``margin`` (``fov-margin``) a film of either class is then, with that probability, shrunk
+    into a black margin that adds a random ``margin_fraction`` to its height and width, at a random
+    place (a film zoomed out, scanned or exported with a border): a margin stops meaning anything."""
 
     probability: float = 0.5
     fraction: tuple[float, float] = (0.65, 0.95)
     neutral: bool = False
+    margin: float = 0.0
+    margin_fraction: tuple[float, float] = (0.05, 0.5)
 
     def __call__(self, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Grey images ``(N, H, W)`` (float32, 0..255) with some films re-framed (and others blurred alike)."""
@@ -63,20 +69,28 @@ class NormalWindow:
                 # every other film keeps a subset of its own pixels, as a window does (no averaging)
                 small = Image.fromarray(out[i], mode="F").resize((w, h), Image.Resampling.NEAREST)
             out[i] = np.asarray(small.resize((width, height), Image.Resampling.BILINEAR))
+        for i in np.flatnonzero(rng.random(len(out)) < self.margin):
+            grow = 1.0 + rng.uniform(*self.margin_fraction)
+            h, w = round(height / grow), round(width / grow)
+            top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+            small = np.asarray(Image.fromarray(out[i], mode="F").resize((w, h), Image.Resampling.BILINEAR))
+            out[i] = 0.0
+            out[i, top:top + h, left:left + w] = small
         return out
 
 
 def normal_window(name: str) -> NormalWindow | None:
-    """The class-conditional part of an augmentation preset (``fov`` and ``fov-neutral``)."""
-    return {"fov": NormalWindow(), "fov-neutral": NormalWindow(neutral=True)}.get(name)
+    """The class-conditional part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-margin``)."""
+    return {"fov": NormalWindow(), "fov-neutral": NormalWindow(neutral=True),
+            "fov-margin": NormalWindow(neutral=True, margin=0.25)}.get(name)
 
 
 def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     """Augmentation preset: ``seed`` (the original recipe), ``xray`` (no flip, milder geometry,
     brightness/contrast jitter for scanner differences), ``aspect`` (``xray`` with the width zoomed
     independently of the height, against the aspect-ratio shortcut), ``scale`` (``aspect`` with
-    strong zoom-in, against the field-of-view shortcut), ``fov`` and ``fov-neutral`` (``scale``; the
-    trainer adds :class:`NormalWindow`) or ``none``."""
+    strong zoom-in, against the field-of-view shortcut), ``fov``, ``fov-neutral`` and ``fov-margin``
+    (``scale``; the trainer adds :class:`NormalWindow`) or ``none``."""
     if name == "none":
         return None
     if name == "seed":
@@ -86,7 +100,7 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
             keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 2),
             keras.layers.RandomFlip("horizontal", seed=seed + 3),
         ]
-    elif name in ("xray", "aspect", "scale", "fov", "fov-neutral"):
+    elif name in ("xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin"):
         geometry = "scale" if normal_window(name) else name  # the window presets add to ``scale``
         height_zoom, width_zoom = {"xray": (0.15, None), "aspect": (0.15, ASPECT_WIDTH_ZOOM),
                                    "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[geometry]

@@ -114,6 +114,21 @@ def test_fov_neutral_blurs_both_classes_alike_and_reframes_normal_films_only() -
     assert abs(bright[changed & (labels == 1)].mean() - 1.0) < 0.1, "PNEUMONIA films keep their field of view"
 
 
+
+def test_fov_margin_puts_films_of_either_class_inside_a_black_margin() -> None:
+    assert normal_window("fov-margin") == NormalWindow(neutral=True, margin=0.25)
+    assert "fov-margin" in AUGMENTATIONS and build_augmenter("fov-margin") is not None
+    films = np.full((800, 40, 48), 200.0, dtype=np.float32)
+    labels = np.repeat([0, 1], 400)
+    out = normal_window("fov-margin")(films, labels, np.random.default_rng(2))
+    black = (out == 0).mean(axis=(1, 2))
+    margined = black > 0
+    for label in (0, 1):
+        assert 60 <= (margined & (labels == label)).sum() <= 140, "each class gets a margin equally often"
+    assert abs(black[margined & (labels == 0)].mean() - black[margined & (labels == 1)].mean()) < 0.05
+    assert 0.1 < black[margined].mean() < 0.5, "the margin is 5-50 % of the side"
+    assert np.all(out[~margined] == 200.0), "without a margin only the window and blur apply"
+
 def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
     """A model fooled by framing (its score grows with the film's width) and the pooled rule."""
     samples = list_samples(XRAYS)
