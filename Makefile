@@ -49,17 +49,12 @@ test: system-deps venv $(CHECKOV_STAMP)
 train: venv
 	$(PY) -m model.cnn --data $${PNEUMONIA_DATA:-../shared/data/chest_xray} --output output
 
-# The shipped model's recipe (documentation/MODEL_CARD.md): two MobileNetV2 members trained from scratch
-# (35-60 minutes each on 2 CPU cores; scripts/parallel_study.sh trains them side by side on a GPU host),
-# then their ensemble, written to runs/ensemble/ (copy its three files to models/ to serve it).
+# The shipped model's recipe (documentation/MODEL_CARD.md, scripts/train_model.sh): two MobileNetV2 members
+# trained from scratch (35-60 minutes each on 2 CPU cores; scripts/parallel_study.sh trains them side by side
+# on a GPU host), then their ensemble, written to runs/ensemble/ (copy its three files to models/ to serve it).
 DATA ?= $(or $(PNEUMONIA_DATA),../shared/data/chest_xray)
-MEMBER := --data $(DATA) --external $(DATA)/external --backbone mobilenetv2 --weights none --input-size 192 \
-	--epochs 20 --learning-rate 1e-3 --lr-schedule cosine --monitor val_auc --patience 6
 model: venv
-	$(PY) -m model.cnn $(MEMBER) --augment scale --output runs/member_scale
-	$(PY) -m model.cnn $(MEMBER) --augment fov-neutral --output runs/member_fov_neutral
-	$(PY) -m model.ensemble --model runs/member_scale/best_model.keras --model runs/member_fov_neutral/best_model.keras \
-		--data $(DATA) --external $(DATA)/external --output runs/ensemble/best_model.keras
+	PY=$(PY) scripts/train_model.sh $(DATA) runs
 
 clean:
 	rm -rf output .pytest_cache

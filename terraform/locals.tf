@@ -15,7 +15,7 @@ locals {
         role      = "api"
         subnet_id = aws_subnet.private[i % length(aws_subnet.private)].id
         ip        = cidrhost(var.private_subnet_cidrs[i % length(var.private_subnet_cidrs)], 20 + i)
-    }
+      }
     },
     var.enable_training_instance ? {
       training = { role = "training", subnet_id = aws_subnet.private[0].id, ip = cidrhost(var.private_subnet_cidrs[0], 30) }

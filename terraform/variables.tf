@@ -170,9 +170,14 @@ variable "repo_branch" {
 }
 
 variable "training_args" {
-  description = "Arguments of python -m model.cnn on the training host (ImageNet weights are the default on AWS)."
+  description = "Options of python -m model.cnn added to both members of the shipped recipe (scripts/train_model.sh) on the training host; ImageNet weights are the default on AWS."
   type        = string
-  default     = "--backbone resnet50 --weights imagenet --epochs 15"
+  default     = "--weights imagenet"
+
+  validation {
+    condition     = can(regex("^(--[a-z][-a-z0-9]*( [^ ;&|`$\"'\\\\]+)*( |$))*$", var.training_args))
+    error_message = "training_args must be model.cnn options (--name [value] ...), without shell metacharacters."
+  }
 }
 
 variable "result_ttl_days" {

@@ -76,6 +76,18 @@ def test_every_variable_has_description_and_type(tf: dict) -> None:
         assert "validation" in variables[name], f"{name} lacks validation"
 
 
+
+def test_training_args_accept_options_only(tf: dict) -> None:
+    """``training_args`` lands in user_data inside double quotes: options pass, shell syntax does not."""
+    body = next(b["training_args"] for b in tf["variables.tf"]["variable"] if "training_args" in b)
+    condition = body["validation"][0]["condition"]
+    literal = re.search(r'regex\("((?:[^"\\]|\\.)*)", var\.training_args\)', condition).group(1)
+    pattern = re.compile(re.sub(r"\\(.)", r"\1", literal))  # HCL string escapes
+    for ok in (body["default"], "", "--weights imagenet --epochs 15", "--fine-tune-layers 40 --augment fov-neutral"):
+        assert pattern.fullmatch(ok), ok
+    for bad in ("rm -rf /", "--epochs 1; reboot", '--a "x', "--a $(id)", "--a `id`", "--a x && y", "--a 'x"):
+        assert not pattern.fullmatch(bad), bad
+
 EXPECTED_FLOWS = {
     ("nginx", "ui", 5001), ("nginx", "api", 5000), ("nginx", "monitoring", 3000),
     ("ui", "api", 5000), ("training", "api", 5000),
