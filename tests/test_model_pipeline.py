@@ -127,6 +127,23 @@ def test_gradcam_overlay_on_a_real_xray(shipped_model: Path) -> None:
     assert png.format == "PNG" and png.size == (size, size) and png.mode == "RGB"
 
 
+
+def test_gradcam_focus_measures_the_map_near_the_edge(tiny_model: Path, tiny_dataset: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    from scripts import gradcam_focus
+
+    edge, centre = np.zeros((6, 6)), np.zeros((6, 6))
+    edge[0, 5], centre[2:4, 2:4] = 1.0, 1.0
+    share, peak = gradcam_focus.band_share(edge, 96)
+    assert share > 0.9 and peak
+    share, peak = gradcam_focus.band_share(centre, 96)
+    assert share < 0.1 and not peak
+    share, _ = gradcam_focus.band_share(np.ones((6, 6)), 96)
+    assert share == pytest.approx(gradcam_focus.edge_band(96).mean(), abs=0.01)
+    assert gradcam_focus.band_share(np.zeros((6, 6)), 96) is None
+    assert gradcam_focus.main(["--model", str(tiny_model), "--data", str(tiny_dataset), "--films", "3"]) == 0
+    assert "outer band 0.125 of the side (44% of the area)" in capsys.readouterr().out
+
 def test_learning_rate_schedules() -> None:
     from model.training import TrainConfig, _schedule
 
