@@ -18,7 +18,7 @@ from PIL import Image
 from model.preprocessing import PreprocessSpec, scale
 
 # Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
-AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "none")
+AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "scale-margin", "none")
 # Width zoom independent of height zoom for ``aspect``: the aspect ratio of the source film is a
 # class shortcut here (train originals: NORMAL 1.23 +- 0.13 wide, PNEUMONIA 1.50 +- 0.23; squashing
 # to a square turns it into a horizontal compression the network can see), so it is jittered.
@@ -46,7 +46,8 @@ class NormalWindow:
 
     With ``margin`` (``fov-margin``) a film of either class is then, with that probability, shrunk
     into a black margin that adds a random ``margin_fraction`` to its height and width, at a random
-    place (a film zoomed out, scanned or exported with a border): a margin stops meaning anything."""
+    place (a film zoomed out, scanned or exported with a border): a margin stops meaning anything.
+    ``scale-margin`` does that alone (``probability`` 0: no windows, no blur)."""
 
     probability: float = 0.5
     fraction: tuple[float, float] = (0.65, 0.95)
@@ -80,17 +81,19 @@ class NormalWindow:
 
 
 def normal_window(name: str) -> NormalWindow | None:
-    """The class-conditional part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-margin``)."""
+    """The counterfactual part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-margin``,
+    ``scale-margin``)."""
     return {"fov": NormalWindow(), "fov-neutral": NormalWindow(neutral=True),
-            "fov-margin": NormalWindow(neutral=True, margin=0.25)}.get(name)
+            "fov-margin": NormalWindow(neutral=True, margin=0.25),
+            "scale-margin": NormalWindow(probability=0.0, margin=0.25)}.get(name)
 
 
 def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     """Augmentation preset: ``seed`` (the original recipe), ``xray`` (no flip, milder geometry,
     brightness/contrast jitter for scanner differences), ``aspect`` (``xray`` with the width zoomed
     independently of the height, against the aspect-ratio shortcut), ``scale`` (``aspect`` with
-    strong zoom-in, against the field-of-view shortcut), ``fov``, ``fov-neutral`` and ``fov-margin``
-    (``scale``; the trainer adds :class:`NormalWindow`) or ``none``."""
+    strong zoom-in, against the field-of-view shortcut), ``fov``, ``fov-neutral``, ``fov-margin`` and
+    ``scale-margin`` (``scale``; the trainer adds :class:`NormalWindow`) or ``none``."""
     if name == "none":
         return None
     if name == "seed":
@@ -100,7 +103,7 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
             keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 2),
             keras.layers.RandomFlip("horizontal", seed=seed + 3),
         ]
-    elif name in ("xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin"):
+    elif name in ("xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "scale-margin"):
         geometry = "scale" if normal_window(name) else name  # the window presets add to ``scale``
         height_zoom, width_zoom = {"xray": (0.15, None), "aspect": (0.15, ASPECT_WIDTH_ZOOM),
                                    "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[geometry]

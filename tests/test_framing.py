@@ -115,12 +115,13 @@ def test_fov_neutral_blurs_both_classes_alike_and_reframes_normal_films_only() -
 
 
 
-def test_fov_margin_puts_films_of_either_class_inside_a_black_margin() -> None:
-    assert normal_window("fov-margin") == NormalWindow(neutral=True, margin=0.25)
-    assert "fov-margin" in AUGMENTATIONS and build_augmenter("fov-margin") is not None
+@pytest.mark.parametrize("preset", ["fov-margin", "scale-margin"])
+def test_margin_presets_put_films_of_either_class_inside_a_black_margin(preset: str) -> None:
+    assert normal_window(preset).margin == 0.25
+    assert preset in AUGMENTATIONS and build_augmenter(preset) is not None
     films = np.full((800, 40, 48), 200.0, dtype=np.float32)
     labels = np.repeat([0, 1], 400)
-    out = normal_window("fov-margin")(films, labels, np.random.default_rng(2))
+    out = normal_window(preset)(films, labels, np.random.default_rng(2))
     black = (out == 0).mean(axis=(1, 2))
     margined = black > 0
     for label in (0, 1):
@@ -128,6 +129,8 @@ def test_fov_margin_puts_films_of_either_class_inside_a_black_margin() -> None:
     assert abs(black[margined & (labels == 0)].mean() - black[margined & (labels == 1)].mean()) < 0.05
     assert 0.1 < black[margined].mean() < 0.5, "the margin is 5-50 % of the side"
     assert np.all(out[~margined] == 200.0), "without a margin only the window and blur apply"
+    if preset == "scale-margin":
+        assert np.all(out[margined].max(axis=(1, 2)) == 200.0) and normal_window(preset).probability == 0
 
 def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
     """A model fooled by framing (its score grows with the film's width) and the pooled rule."""
