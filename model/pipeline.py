@@ -103,8 +103,8 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
             keras.layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 2),
             keras.layers.RandomFlip("horizontal", seed=seed + 3),
         ]
-    elif name in ("xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "scale-margin"):
-        geometry = "scale" if normal_window(name) else name  # the window presets add to ``scale``
+    elif name in AUGMENTATIONS:  # the presets built from ``xray`` (``seed`` and ``none`` are above)
+        geometry = "scale" if normal_window(name) else name  # the counterfactual presets add to ``scale``
         height_zoom, width_zoom = {"xray": (0.15, None), "aspect": (0.15, ASPECT_WIDTH_ZOOM),
                                    "scale": (SCALE_HEIGHT_ZOOM, SCALE_WIDTH_ZOOM)}[geometry]
         layers = [

@@ -202,15 +202,14 @@ role_training() {
   # The GPU build of the same TensorFlow release instead of tensorflow-cpu.
   grep -v '^tensorflow-cpu' "$REPO/requirements.txt" >/tmp/requirements-gpu.txt
   "$VENV/bin/pip" install -q -r /tmp/requirements-gpu.txt "tensorflow[and-cuda]==2.21.0"
-  "$REPO/scripts/download_data.sh" /var/lib/pneumonia/data
+  local data=/var/lib/pneumonia/data out=/var/lib/pneumonia/output
+  "$REPO/scripts/download_data.sh" "$data"
   cd "$REPO"
   # The shipped model's recipe (both members and their ensemble); the official test split is reported only.
   # shellcheck disable=SC2086 # TRAINING_ARGS is a list of options for both members
-  PY="$VENV/bin/python" EXTERNAL=/var/lib/pneumonia/data/chest_xray/test \
-    scripts/train_model.sh /var/lib/pneumonia/data/chest_xray /var/lib/pneumonia/output $TRAINING_ARGS
+  PY="$VENV/bin/python" EXTERNAL="$data/chest_xray/test" scripts/train_model.sh "$data/chest_xray" "$out" $TRAINING_ARGS
   for f in best_model.keras best_model.json best_model.onnx; do
-    [ ! -f "/var/lib/pneumonia/output/ensemble/$f" ] ||
-      aws s3 cp "/var/lib/pneumonia/output/ensemble/$f" "s3://$MODEL_BUCKET/models/latest/$f"
+    [ ! -f "$out/ensemble/$f" ] || aws s3 cp "$out/ensemble/$f" "s3://$MODEL_BUCKET/models/latest/$f"
   done
   log "model uploaded to s3://$MODEL_BUCKET/models/latest/"
 }
