@@ -319,6 +319,12 @@ def run_folds(config: TrainConfig, k: int, only: int | None = None) -> dict[str,
     return summarise_folds(config.output, k, config.command)
 
 
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean, sample SD (0 for a single value) and the values themselves."""
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "values": values}
+
+
 def summarise_folds(output: Path, k: int, command: str = "") -> dict[str, Any]:
     """Mean, SD and values of the headline metrics over the fold models found in ``output/fold*``."""
     results = [json.loads(path.read_text()) for i in range(1, k + 1)
@@ -326,12 +332,10 @@ def summarise_folds(output: Path, k: int, command: str = "") -> dict[str, Any]:
     summary: dict[str, Any] = {"folds": k, "folds_done": len(results), "command": command}
     for key in ("validation_metrics", "external_metrics"):
         if results and all(key in r for r in results):
-            summary[key] = {
-                name: {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-                       "values": vals}
-                for name in ("accuracy", "sensitivity", "specificity", "roc_auc", "threshold")
-                for vals in [[r[key][name] for r in results]]
-            }
+            summary[key] = {name: _spread([r[key][name] for r in results])
+                            for name in ("accuracy", "sensitivity", "specificity", "roc_auc", "threshold")}
+    if results and all("validation_framing_auc" in r for r in results):
+        summary["validation_framing_auc"] = _spread([r["validation_framing_auc"] for r in results])
     (output / "folds_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with open(output / "folds_summary.csv", "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -177,6 +177,9 @@ def test_kfold_cross_validation_summarises_each_fold(tiny_dataset: Path, tmp_pat
                      "--folds", "2"]) == 0
     summary = json.loads((tmp_path / "folds_summary.json").read_text())
     assert len(summary["validation_metrics"]["roc_auc"]["values"]) == 2
+    framing = summary["validation_framing_auc"]  # the selection criterion's spread, fold by fold
+    assert framing["values"] == [json.loads((tmp_path / f"fold{i}" / "best_model.json").read_text())
+                                 ["validation_framing_auc"] for i in (1, 2)]
     assert (tmp_path / "fold1" / "best_model.keras").is_file() and (tmp_path / "fold2" / "best_model.json").is_file()
 
 
