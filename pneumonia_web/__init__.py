@@ -26,7 +26,8 @@ SECURITY_HEADERS = {
                                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: over HTTPS Flask-WTF rejects a form post without a same-site Referer
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

@@ -161,6 +161,8 @@ class Stack:
             "STATUS_LISTEN": f"127.0.0.1:{c.nginx_status_port}",
             "GRAFANA_LOCATION": "# Grafana is not part of the local stack (see README).",
             "CLIENT_TIMEOUT": c.client_timeout,
+            "TLS_SETTINGS": "# Plain HTTP on loopback: TLS is for the public host (deploy/provision/provision.sh).",
+            "HTTP_REDIRECT": "# (no HTTP-to-HTTPS redirect on loopback)",
         }), 0o644)
         self._write("nginx.conf", render((DEPLOY / "nginx/nginx-local.conf.tmpl").read_text(), {
             "RUN_DIR": str(self.run_dir), "NGINX_TEMP": str(self._nginx_temp()),

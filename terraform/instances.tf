@@ -42,6 +42,7 @@ locals {
       ui_servers      = join(" ", ["${local.hosts.ui.ip}:5001"])
       api_servers     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
       monitoring_ip   = local.hosts.monitoring.ip
+      public_ip       = host.role == "nginx" ? aws_eip.nginx.public_ip : ""
       redis_url       = local.redis_url
       use_elasticache = var.use_elasticache
       max_upload_mb   = var.max_upload_mb
@@ -92,9 +93,16 @@ resource "aws_instance" "host" {
   depends_on = [aws_nat_gateway.this, aws_route_table_association.private]
 }
 
-# The one public address: Nginx.
+# The one public address: Nginx. Allocated before the host and associated after it, so that the
+# host's user_data can carry the address (Nginx's TLS certificate names it).
 resource "aws_eip" "nginx" {
-  domain   = "vpc"
-  instance = aws_instance.host["nginx"].id
-  tags     = { Name = "${local.name}-nginx" }
+  domain = "vpc"
+  tags   = { Name = "${local.name}-nginx" }
+
+  depends_on = [aws_internet_gateway.this]
+}
+
+resource "aws_eip_association" "nginx" {
+  allocation_id = aws_eip.nginx.id
+  instance_id   = aws_instance.host["nginx"].id
 }

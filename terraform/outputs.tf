@@ -1,11 +1,11 @@
 output "public_url" {
-  description = "The platform's URL (Nginx)."
-  value       = "http://${aws_eip.nginx.public_ip}/"
+  description = "The platform's URL (Nginx, HTTPS; plain HTTP redirects here). Until a CA-issued certificate replaces the self-signed one, browsers ask the user to accept it."
+  value       = "https://${aws_eip.nginx.public_ip}/"
 }
 
 output "grafana_url" {
   description = "Grafana behind Nginx (Grafana login; admin password in SSM at <prefix>/grafana_admin_password)."
-  value       = "http://${aws_eip.nginx.public_ip}/grafana/"
+  value       = "https://${aws_eip.nginx.public_ip}/grafana/"
 }
 
 output "private_ips" {

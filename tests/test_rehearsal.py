@@ -106,6 +106,7 @@ def test_rehearsal_passes_end_to_end() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "0 mismatches" in done.stdout and "rehearsal passed" in done.stdout
     assert '"sign_in": true' in done.stdout and "all up" in done.stdout
+    assert '"http_redirects_to_https": true' in done.stdout  # HTTPS with the host's certificate, verified
     (REPO / "documentation" / "rehearsal_output.txt").write_text(done.stdout)
     assert not _rehearsal_namespaces()
 

@@ -128,7 +128,8 @@ def test_only_nginx_is_public(tf: dict) -> None:
     assert "associate_public_ip_address" not in instance
     eips = _resources(tf, "aws_eip")
     assert set(eips) == {"nat", "nginx"}
-    assert eips["nginx"]["instance"] == '${aws_instance.host["nginx"].id}'
+    association = _resources(tf, "aws_eip_association")["nginx"]
+    assert association["instance_id"] == '${aws_instance.host["nginx"].id}' and "instance" not in eips["nginx"]
     hosts = _locals(tf)["hosts"]
     assert "aws_subnet.public[0]" in hosts and hosts.count("aws_subnet.public") == 1  # only Nginx
 
@@ -171,7 +172,7 @@ SAMPLE = {
     "role": "api", "host_name": "api-1", "repo_url": "https://example.org/repo.git", "repo_branch": "main",
     "region": "eu-west-1", "ssm_prefix": "/pneumonia", "model_bucket": "pneumonia-models-abc",
     "ui_servers": "10.20.10.10:5001", "api_servers": "10.20.10.20:5000 10.20.11.21:5000",
-    "monitoring_ip": "10.20.11.10", "redis_url": "redis://10.20.10.20:6379/0", "use_elasticache": "false",
+    "monitoring_ip": "10.20.11.10", "public_ip": "203.0.113.7", "redis_url": "redis://10.20.10.20:6379/0", "use_elasticache": "false",
     "max_upload_mb": "20", "result_ttl": "2592000", "training_args": "--backbone resnet50 --epochs 15",
     "node_targets": "10.20.0.10:9100=nginx", "ui_targets": "10.20.10.10:5001", "api_targets": "10.20.10.20:5000",
     "redis_targets": "10.20.10.20:9121", "nginx_targets": "10.20.0.10:9113",

@@ -75,9 +75,31 @@ unit() {  # unit NAME: install deploy/systemd/NAME.service and start it
   systemctl enable --now "$1"
 }
 
+tls_certificate() {  # a self-signed certificate naming this host's addresses, unless one is installed
+  local dir=/etc/nginx/tls addresses
+  if [ -s "$dir/pneumonia.crt" ] && [ -s "$dir/pneumonia.key" ]; then
+    return 0  # an operator's CA-issued certificate (or the one made at first boot) is kept
+  fi
+  install -d -m 0700 "$dir"
+  # shellcheck disable=SC2086  # PUBLIC_IP and hostname -I: whitespace-separated lists
+  addresses=$(for ip in ${PUBLIC_IP:-} $(hostname -I); do
+    if [[ $ip =~ ^[0-9]+(\.[0-9]+){3}$ ]]; then printf 'IP:%s,' "$ip"; fi
+  done)
+  openssl req -x509 -newkey rsa:2048 -sha256 -nodes -days 397 -subj "/CN=pneumonia-platform" \
+    -addext "subjectAltName=${addresses%,}" -keyout "$dir/pneumonia.key" -out "$dir/pneumonia.crt"
+  chmod 0600 "$dir/pneumonia.key"
+}
+
 role_nginx() {
-  packages nginx prometheus-nginx-exporter
-  export NGINX_LISTEN=80 STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s
+  packages nginx openssl prometheus-nginx-exporter
+  tls_certificate
+  # HTTPS on 443 (TLS 1.2+); port 80 only redirects. HSTS takes effect once the certificate is CA-issued.
+  export NGINX_LISTEN="443 ssl" STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s
+  export TLS_SETTINGS="ssl_certificate /etc/nginx/tls/pneumonia.crt; ssl_certificate_key /etc/nginx/tls/pneumonia.key; \
+ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:pneumonia_tls:10m; ssl_session_tickets off; \
+add_header Strict-Transport-Security \"max-age=31536000\" always;"
+  # shellcheck disable=SC2016  # \$host and \$request_uri are Nginx's variables
+  export HTTP_REDIRECT='server { listen 80 default_server; server_name _; server_tokens off; location / { return 301 https://$host$request_uri; } }'
   UI_SERVERS_RENDERED=$(servers "$UI_SERVERS")
   API_SERVERS_RENDERED=$(servers "$API_SERVERS")
   export UI_SERVERS=$UI_SERVERS_RENDERED API_SERVERS=$API_SERVERS_RENDERED
@@ -85,7 +107,7 @@ role_nginx() {
   export GRAFANA_LOCATION MAX_UPLOAD_MB
   render "$REPO/deploy/nginx/pneumonia.conf.tmpl" /etc/nginx/conf.d/pneumonia.conf \
     NGINX_LISTEN UI_SERVERS API_SERVERS MAX_UPLOAD_MB RATE_LIMIT RATE_BURST STATUS_LISTEN GRAFANA_LOCATION \
-    CLIENT_TIMEOUT
+    CLIENT_TIMEOUT TLS_SETTINGS HTTP_REDIRECT
   rm -f /etc/nginx/sites-enabled/default
   nginx -t
   systemctl enable --now nginx && systemctl reload nginx

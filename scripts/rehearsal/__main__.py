@@ -142,13 +142,15 @@ class Rehearsal:
         for api in (h for h in self.topology.hosts.values() if h.role == "api"):
             self._wait_http(api, "http://127.0.0.1:5000/readyz", 120)
         nginx = self._host("nginx")
-        self._wait_http(nginx, "http://127.0.0.1/healthz", 30)
+        self._wait_http(nginx, "http://127.0.0.1/healthz", 30)  # answered by the redirect to HTTPS
         password = secrets.token_urlsafe(16)
         self._admin_cli("users", "create", "rehearsal-doctor", "--password-stdin", stdin=password + "\n")
         token = self._admin_cli("tokens", "create", "rehearsal").rsplit(": ", 1)[-1].strip()
-        done = run(self.python, "-m", "scripts.rehearsal.doctor", f"http://{nginx.ip}/", "rehearsal-doctor",
-                   password, token, str(DOCTOR_IMAGE), ns=self.lab.internet, cwd=REPO, check=False)
-        print(f"doctor's path (internet -> Nginx -> UI -> API -> Redis): {done.stdout.strip() or done.stderr[-500:]}")
+        certificate = self.fs[nginx.name].root / "etc/nginx/tls/pneumonia.crt"  # the one made at provisioning
+        done = run(self.python, "-m", "scripts.rehearsal.doctor", f"https://{nginx.ip}/", "rehearsal-doctor",
+                   password, token, str(DOCTOR_IMAGE), str(certificate), ns=self.lab.internet, cwd=REPO, check=False)
+        print(f"doctor's path (internet -> Nginx over HTTPS -> UI -> API -> Redis): "
+              f"{done.stdout.strip() or done.stderr[-500:]}")
         if done.returncode:
             raise RehearsalFailed("the doctor's path failed")
 
