@@ -3,14 +3,18 @@ heat-map, history, sign out."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
 import tempfile
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from scripts.stack import Stack
-from tests.helpers import ACCOUNTS, REPO, fixture_images
+from scripts.stack import NGINX_WORKER_USER, Stack
+from tests.helpers import ACCOUNTS, REPO, fixture_images, free_port, stop, wait_for
 
 SCREENSHOTS = REPO / "documentation" / "screenshots"
 
@@ -25,7 +29,8 @@ def browser() -> Iterator["object"]:
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--user-data-dir={profile}", "--window-size=1100,1000"):
+                 "--disable-sync", f"--user-data-dir={profile}", "--window-size=1100,1000",
+                 "--ignore-certificate-errors"):  # the HTTPS test's certificate is self-signed
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
                               options=options)
@@ -85,3 +90,68 @@ def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
     rows = browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
     assert rows and any("sign_in" in row.text for row in rows)
     browser.save_screenshot(str(SCREENSHOTS / "ui_audit.png"))
+
+
+@pytest.fixture()
+def tls_proxy(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    """A real Nginx ending TLS in front of the UI, as the public host does on AWS (X-Forwarded-Proto
+    https): the UI then applies its HTTPS-only checks. Yields the https:// URL."""
+    cert, key, port = tmp_path / "tls.crt", tmp_path / "tls.key", free_port()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    scratch = tempfile.mkdtemp(prefix="nginx-tls-")  # request buffers, writable by the worker user
+    os.chmod(scratch, 0o777)
+    user = f"user {NGINX_WORKER_USER};" if os.geteuid() == 0 else ""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""{user}
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {scratch}/body; proxy_temp_path {scratch}/proxy; fastcgi_temp_path {scratch}/f;
+  uwsgi_temp_path {scratch}/u; scgi_temp_path {scratch}/s;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    location / {{
+      proxy_pass http://127.0.0.1:{stack.config.ui_port};
+      proxy_set_header Host $http_host;  # with the port, as the Referer has it
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto https;
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+
+    def listening() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, what="TLS proxy")
+    yield f"https://127.0.0.1:{port}/"
+    stop(proc)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_sign_in_and_upload_over_https(tls_proxy: str, browser) -> None:
+    """Over HTTPS Flask-WTF also requires a same-site Referer on every form post; the UI's
+    Referrer-Policy (same-origin) lets the browser send it, so a doctor can sign in and upload."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(tls_proxy)
+    assert browser.current_url.startswith(tls_proxy + "sign-in")
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys(ACCOUNTS["alice"][1])
+    browser.find_element(By.ID, "signin").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signed-in-as")))
+    assert {c["name"]: c["secure"] for c in browser.get_cookies()}["pneumonia_session"] is True
+    browser.find_element(By.ID, "file").send_keys(str(fixture_images()[0][0]))
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.ID, "verdict")))
+    assert browser.find_element(By.ID, "label").text in ("NORMAL", "PNEUMONIA")
