@@ -164,10 +164,7 @@ class Stack:
             "TLS_SETTINGS": "# Plain HTTP on loopback: TLS is for the public host (deploy/provision/provision.sh).",
             "HTTP_REDIRECT": "# (no HTTP-to-HTTPS redirect on loopback)",
         }), 0o644)
-        self._write("nginx.conf", render((DEPLOY / "nginx/nginx-local.conf.tmpl").read_text(), {
-            "RUN_DIR": str(self.run_dir), "NGINX_TEMP": str(self._nginx_temp()),
-            "NGINX_USER_DIRECTIVE": f"user {NGINX_WORKER_USER};" if os.geteuid() == 0 else "",
-        }), 0o644)
+        self._write("nginx.conf", self.nginx_main_config(self.run_dir), 0o644)
         prom = self.conf_dir / "prometheus"  # updated in place: a running Prometheus watches targets/
         shutil.copytree(DEPLOY / "prometheus", prom, ignore=shutil.ignore_patterns("tests", "*.md"), dirs_exist_ok=True)
         targets = {
@@ -181,6 +178,14 @@ class Stack:
         write_targets(prom / "targets", targets)
         config = prom / "prometheus.yml"
         config.write_text(config.read_text().replace("scrape_interval: 15s", f"scrape_interval: {c.scrape_interval}"))
+
+    def nginx_main_config(self, run_dir: Path) -> str:
+        """nginx.conf for an Nginx of this user that serves ``run_dir/conf/pneumonia.conf`` and
+        writes its pid and logs under ``run_dir``."""
+        return render((DEPLOY / "nginx/nginx-local.conf.tmpl").read_text(), {
+            "RUN_DIR": str(run_dir), "NGINX_TEMP": str(self._nginx_temp()),
+            "NGINX_USER_DIRECTIVE": f"user {NGINX_WORKER_USER};" if os.geteuid() == 0 else "",
+        })
 
     def _nginx_temp(self) -> Path:
         """Where Nginx workers buffer request bodies: they drop root, so as root this is a

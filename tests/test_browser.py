@@ -3,7 +3,6 @@ heat-map, history, sign out."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -13,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from scripts.stack import NGINX_WORKER_USER, Stack
+from scripts.stack import Stack
 from tests.helpers import ACCOUNTS, REPO, fixture_images, free_port, stop, wait_for
 
 SCREENSHOTS = REPO / "documentation" / "screenshots"
@@ -100,31 +99,22 @@ def tls_proxy(stack: Stack, tmp_path: Path) -> Iterator[str]:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
-    scratch = tempfile.mkdtemp(prefix="nginx-tls-")  # request buffers, writable by the worker user
-    os.chmod(scratch, 0o777)
-    user = f"user {NGINX_WORKER_USER};" if os.geteuid() == 0 else ""
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"""{user}
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log;
-events {{}}
-http {{
-  access_log off;
-  client_body_temp_path {scratch}/body; proxy_temp_path {scratch}/proxy; fastcgi_temp_path {scratch}/f;
-  uwsgi_temp_path {scratch}/u; scgi_temp_path {scratch}/s;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    location / {{
-      proxy_pass http://127.0.0.1:{stack.config.ui_port};
-      proxy_set_header Host $http_host;  # with the port, as the Referer has it
-      proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_set_header X-Forwarded-Proto https;
-    }}
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "pneumonia.conf").write_text(f"""server {{
+  listen 127.0.0.1:{port} ssl;
+  ssl_certificate {cert};
+  ssl_certificate_key {key};
+  location / {{
+    proxy_pass http://127.0.0.1:{stack.config.ui_port};
+    proxy_set_header Host $http_host;  # with the port, as the Referer has it
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_set_header X-Forwarded-Proto https;
   }}
 }}
 """)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(stack.nginx_main_config(tmp_path))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
 
     def listening() -> bool:
@@ -134,7 +124,6 @@ http {{
     wait_for(listening, what="TLS proxy")
     yield f"https://127.0.0.1:{port}/"
     stop(proc)
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_sign_in_and_upload_over_https(tls_proxy: str, browser) -> None:
