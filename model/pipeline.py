@@ -119,7 +119,7 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     return keras.Sequential(layers, name=f"augment_{name.replace('-', '_')}")
 
 
-def _augment(x: Any, augmenter: keras.Sequential | None) -> Any:
+def augment_batch(x: Any, augmenter: keras.Sequential | None) -> Any:
     """Keras augmentation of grey images ``(N, H, W)`` in 0..255, clipped back to that range."""
     if augmenter is None:
         return x
@@ -152,7 +152,7 @@ def make_dataset(
         x = tf.cast(gray, tf.float32)
         if window is not None:
             x = tf.ensure_shape(tf.numpy_function(lambda g, y: window(g, y, rng), [x, label], tf.float32), x.shape)
-        return scale(_augment(x, augmenter), spec.scaling), label
+        return scale(augment_batch(x, augmenter), spec.scaling), label
 
     return ds.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -179,7 +179,7 @@ class ArrayBatches(keras.utils.PyDataset):
         x, y = self.images[rows].astype(np.float32), self.labels[rows]
         if self.window is not None:
             x = self.window(x, y, self.rng)
-        return np.asarray(scale(_augment(x, self.augmenter), self.spec.scaling), dtype=np.float32), y
+        return np.asarray(scale(augment_batch(x, self.augmenter), self.spec.scaling), dtype=np.float32), y
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

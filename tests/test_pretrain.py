@@ -1,0 +1,57 @@
+"""Self-supervised pre-training (``model.pretrain``) and fine-tuning its backbone with ``model.cnn``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from model.data import list_samples, patient_split
+from model.pretrain import nt_xent, pair_accuracy
+from tests.helpers import REPO
+
+
+def test_contrastive_loss_rewards_views_paired_with_their_partner() -> None:
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(8, 16)).astype("float32")
+    paired = np.concatenate([first, first + 0.05 * rng.normal(size=first.shape).astype("float32")])
+    shuffled = np.concatenate([first, np.roll(first, 1, axis=0)])  # each second view belongs to another film
+    loss, dummy = nt_xent(0.2), np.zeros(16, "float32")
+    assert float(keras.ops.mean(loss(dummy, paired))) < 0.5  # chance: ln(15) = 2.7
+    assert float(keras.ops.mean(loss(dummy, shuffled))) > 2.0
+    assert float(keras.ops.mean(pair_accuracy(dummy, paired))) == 1.0
+    assert float(keras.ops.mean(pair_accuracy(dummy, shuffled))) == 0.0
+
+
+def test_pretrained_backbone_is_fine_tuned_by_the_trainer(tiny_dataset: Path, tmp_path: Path) -> None:
+    from model import cnn, pretrain
+    from model.architecture import build_model
+
+    weights = tmp_path / "ssl" / "mobilenetv2-32.weights.h5"
+    assert pretrain.main(["--data", str(tiny_dataset), "--output", str(weights), "--input-size", "32",
+                          "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.3"]) == 0
+    record = json.loads((tmp_path / "ssl" / "mobilenetv2-32.json").read_text())
+    train, _ = patient_split(list_samples(tiny_dataset / "train"), 0.3, 42)
+    assert record["n_images"] == len(train) < 16  # the validation patients are left out
+    assert np.isfinite(record["history"]["loss"]).all() and record["command"].startswith("python -m model.pretrain")
+
+    net = build_model("mobilenetv2", 32, str(weights), fine_tune_layers=1000)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    base.load_weights(weights)
+    assert np.array_equal(net.get_layer("Conv1").get_weights()[0], base.get_layer("Conv1").get_weights()[0])
+
+    out = tmp_path / "finetuned"
+    assert cnn.main(["--data", str(tiny_dataset), "--output", str(out), "--backbone", "mobilenetv2",
+                     "--weights", str(weights), "--fine-tune-layers", "1000", "--input-size", "32",
+                     "--epochs", "1", "--batch-size", "8", "--val-fraction", "0.3"]) == 0
+    assert json.loads((out / "best_model.json").read_text())["config"]["weights"] == str(weights)
+
+
+def test_pretrain_refuses_an_output_the_trainer_cannot_read(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "model.pretrain", "--data", str(tmp_path), "--output",
+                           str(tmp_path / "backbone.h5")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and ".weights.h5" in proc.stderr and "Traceback" not in proc.stderr
