@@ -58,20 +58,23 @@ def build_model(
     bn_momentum: float = 0.9,
     dropout: float = 0.3,
     l2: float = 1e-3,
+    full_fine_tune: bool = False,
 ) -> keras.Model:
     """Backbone + head: GAP -> [Dense(256, L2) -> BN -> ReLU -> Dropout] x 2 -> sigmoid.
 
     Pretrained weights: the base is frozen except its top ``fine_tune_layers`` layers,
     and its BatchNorm layers stay in inference mode. From scratch (``weights="none"``)
     every layer trains and the base's BatchNorm momentum is set to ``bn_momentum`` so
-    the moving averages settle within the first epoch.
+    the moving averages settle within the first epoch; so it does from a weights file with
+    ``full_fine_tune`` (in-domain weights such as :mod:`model.pretrain`'s: with BatchNorm frozen,
+    training the whole base at a from-scratch learning rate collapsed to a constant here).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
     inputs = keras.Input((input_size, input_size, 3), name="image")
     base = _make_base(backbone, inputs, weights)
-    if weights == "none":
-        log.info("training from scratch: all %d base layers train (fine-tune depth ignored)", len(base.layers))
+    if weights == "none" or full_fine_tune:
+        log.info("all %d base layers train, BatchNorm included (fine-tune depth ignored)", len(base.layers))
         for layer in base.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum

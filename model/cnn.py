@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet' (download), 'none' (from scratch) or a local weights file")
     p.add_argument("--bn-momentum", type=float, default=0.9, help="BatchNorm momentum when training from scratch")
+    p.add_argument("--full-fine-tune", action="store_true",
+                   help="with a weights file: every layer trains, BatchNorm included, as from scratch")
     p.add_argument("--augment", choices=AUGMENTATIONS, default="seed")
     p.add_argument("--class-weight", type=_class_weight, default=None,
                    help="fixed weights such as 0:1.1,1:1.4 (default: balanced from the training split)")

@@ -129,10 +129,15 @@ def pretrain(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "data_fingerprint": fingerprint(train), "train_seconds": round(seconds, 1),
         "history": {k: [float(v) for v in vs] for k, vs in history.items()}, "command": command,
     }
-    Path(str(args.output).removesuffix(".weights.h5") + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    record_path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     print(f"saved {args.output} ({seconds / 60:.1f} min; final loss {record['history']['loss'][-1]:.3f}, "
           f"pair accuracy {record['history']['pair_accuracy'][-1]:.3f})")
     return record
+
+
+def record_path(weights: Path | str) -> Path:
+    """The JSON record (command, data fingerprint, loss history) written beside a backbone's weights."""
+    return Path(str(weights).removesuffix(".weights.h5") + ".json")
 
 
 def _weights_file(value: str) -> Path:

@@ -36,6 +36,7 @@ from model.data import (
 from model.framing import THRESHOLD_RULE, Counterfactuals
 from model.metrics import binary_metrics
 from model.pipeline import build_augmenter, make_dataset, normal_window
+from model.pretrain import record_path
 from model.preprocessing import PreprocessSpec, resize_films, scale
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class TrainConfig:
     fine_tune_layers: int = 15
     weights: str = "imagenet"
     bn_momentum: float = 0.9
+    full_fine_tune: bool = False
     augment: str = "seed"
     class_weight: dict[int, float] | None = None
     monitor: str = "val_loss"
@@ -181,6 +183,8 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "training_command": config.command,
     }
+    if config.weights not in ("none", "imagenet") and (record := record_path(config.weights)).is_file():
+        metadata["pretraining"] = {k: v for k, v in json.loads(record.read_text()).items() if k != "history"}
     if config.external is not None:
         metadata["external_metrics"] = external_metrics(best, spec, config.external, metadata["threshold"])
     publish(model_path, metadata)
@@ -242,7 +246,7 @@ def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val:
     val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
     with _strategy():
         net = build_model(config.backbone, config.input_size, config.weights,
-                          config.fine_tune_layers, config.bn_momentum)
+                          config.fine_tune_layers, config.bn_momentum, full_fine_tune=config.full_fine_tune)
         schedule = _schedule(config, math.ceil(len(x_train) / config.batch_size) * config.epochs)
         net.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
                     metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])

@@ -39,16 +39,26 @@ def test_pretrained_backbone_is_fine_tuned_by_the_trainer(tiny_dataset: Path, tm
     assert record["n_images"] == len(train) < 16  # the validation patients are left out
     assert np.isfinite(record["history"]["loss"]).all() and record["command"].startswith("python -m model.pretrain")
 
-    net = build_model("mobilenetv2", 32, str(weights), fine_tune_layers=1000)
+    net = build_model("mobilenetv2", 32, str(weights), full_fine_tune=True)
     base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
     base.load_weights(weights)
     assert np.array_equal(net.get_layer("Conv1").get_weights()[0], base.get_layer("Conv1").get_weights()[0])
 
+    def base_batchnorm(m: keras.Model) -> list:
+        return [layer for layer in m.layers
+                if isinstance(layer, keras.layers.BatchNormalization) and not layer.name.startswith("head_")]
+    assert all(layer.trainable and layer.momentum == 0.9 for layer in base_batchnorm(net))
+    frozen = build_model("mobilenetv2", 32, str(weights))  # a weights file without --full-fine-tune
+    assert base_batchnorm(frozen) and not any(layer.trainable for layer in base_batchnorm(frozen))
+
     out = tmp_path / "finetuned"
     assert cnn.main(["--data", str(tiny_dataset), "--output", str(out), "--backbone", "mobilenetv2",
-                     "--weights", str(weights), "--fine-tune-layers", "1000", "--input-size", "32",
+                     "--weights", str(weights), "--full-fine-tune", "--input-size", "32",
                      "--epochs", "1", "--batch-size", "8", "--val-fraction", "0.3"]) == 0
-    assert json.loads((out / "best_model.json").read_text())["config"]["weights"] == str(weights)
+    metadata = json.loads((out / "best_model.json").read_text())
+    assert metadata["config"]["weights"] == str(weights) and metadata["config"]["full_fine_tune"] is True
+    assert metadata["pretraining"]["command"] == record["command"]  # how its backbone was made
+    assert metadata["pretraining"]["data_fingerprint"] == record["data_fingerprint"]
 
 
 def test_pretrain_refuses_an_output_the_trainer_cannot_read(tmp_path: Path) -> None:
