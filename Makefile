@@ -49,9 +49,9 @@ test: system-deps venv $(CHECKOV_STAMP)
 train: venv
 	$(PY) -m model.cnn --data $${PNEUMONIA_DATA:-../shared/data/chest_xray} --output output
 
-# The shipped model's recipe (documentation/MODEL_CARD.md, scripts/train_model.sh): two MobileNetV2 members
-# trained from scratch (35-60 minutes each on 2 CPU cores; scripts/parallel_study.sh trains them side by side
-# on a GPU host), then their ensemble, written to runs/ensemble/ (copy its three files to models/ to serve it).
+# The shipped model's recipe (documentation/MODEL_CARD.md, scripts/train_model.sh): a self-supervised
+# pre-training, two MobileNetV2 members (one from scratch, one fine-tuned from it) and their ensemble, about
+# 1.8 hours on 2 CPU cores, written to runs/ensemble/ (copy its three files to models/ to serve it).
 DATA ?= $(or $(PNEUMONIA_DATA),../shared/data/chest_xray)
 model: venv
 	PY=$(PY) scripts/train_model.sh $(DATA) runs

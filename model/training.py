@@ -24,6 +24,7 @@ from model.architecture import BACKBONES, build_model
 from model.artifacts import ModelArtifactError, save_metadata
 from model.data import (
     CLASS_NAMES,
+    DatasetError,
     Sample,
     class_counts,
     fingerprint,
@@ -304,6 +305,11 @@ def _training_samples(config: TrainConfig) -> list[Sample]:
 
 def train_once(config: TrainConfig) -> dict[str, Any]:
     """One patient-level train/validation split, one model."""
+    if config.weights not in ("none", "imagenet") and (record := record_path(config.weights)).is_file():
+        split = json.loads(record.read_text())
+        if (split["val_fraction"], split["split_seed"]) != (config.val_fraction, config.validation_seed):
+            raise DatasetError(f"{config.weights} was pre-trained with another split (val fraction "
+                               f"{split['val_fraction']}, seed {split['split_seed']}): it saw validation patients")
     train, val = patient_split(_training_samples(config), config.val_fraction, config.validation_seed)
     return _fit(config, train, val)
 

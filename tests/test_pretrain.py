@@ -51,6 +51,11 @@ def test_pretrained_backbone_is_fine_tuned_by_the_trainer(tiny_dataset: Path, tm
     frozen = build_model("mobilenetv2", 32, str(weights))  # a weights file without --full-fine-tune
     assert base_batchnorm(frozen) and not any(layer.trainable for layer in base_batchnorm(frozen))
 
+    other_split = ["--data", str(tiny_dataset), "--output", str(tmp_path / "refused"), "--backbone", "mobilenetv2",
+                   "--weights", str(weights), "--full-fine-tune", "--input-size", "32", "--val-fraction", "0.2"]
+    assert cnn.main(other_split) == 2  # its validation patients were pre-trained on
+    assert not (tmp_path / "refused" / "best_model.keras").exists()
+
     out = tmp_path / "finetuned"
     assert cnn.main(["--data", str(tiny_dataset), "--output", str(out), "--backbone", "mobilenetv2",
                      "--weights", str(weights), "--full-fine-tune", "--input-size", "32",
