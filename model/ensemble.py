@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as ``python model/ensemble.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.artifacts import ModelArtifactError  # noqa: E402
+from model.cli import exit_code  # noqa: E402
 from model.data import DatasetError, load_arrays  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 
@@ -89,13 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.model) < 2:
         parser.error("an ensemble needs at least two --model")
-    try:
-        combine(args.model, args.data, args.output, args.external, args.min_sensitivity,
-                command="python -m model.ensemble " + shlex.join(argv))
-    except (DatasetError, ModelArtifactError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: combine(args.model, args.data, args.output, args.external, args.min_sensitivity,
+                                     command="python -m model.ensemble " + shlex.join(argv)),
+                     DatasetError, ModelArtifactError)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model.architecture import BACKBONES  # noqa: E402
+from model.cli import exit_code  # noqa: E402
 from model.data import (  # noqa: E402
     DatasetError,
     fingerprint,
@@ -172,12 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python -m model.pretrain " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        pretrain(args, command)
-    except (DatasetError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: pretrain(args, command), DatasetError, FileNotFoundError)
 
 
 if __name__ == "__main__":
