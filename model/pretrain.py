@@ -141,6 +141,12 @@ def record_path(weights: Path | str) -> Path:
     return Path(str(weights).removesuffix(".weights.h5") + ".json")
 
 
+def pretraining_record(weights: str) -> dict[str, Any] | None:
+    """The record of a backbone made by this module (``None`` for ``none``, ``imagenet`` or another file)."""
+    record = None if weights in ("none", "imagenet") else record_path(weights)
+    return json.loads(record.read_text()) if record is not None and record.is_file() else None
+
+
 def _weights_file(value: str) -> Path:
     if not value.endswith(".weights.h5"):
         raise argparse.ArgumentTypeError("the output must end in .weights.h5 (what model.cnn --weights reads)")

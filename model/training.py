@@ -37,7 +37,7 @@ from model.data import (
 from model.framing import THRESHOLD_RULE, Counterfactuals
 from model.metrics import binary_metrics
 from model.pipeline import build_augmenter, make_dataset, normal_window
-from model.pretrain import record_path
+from model.pretrain import pretraining_record
 from model.preprocessing import PreprocessSpec, resize_films, scale
 
 log = logging.getLogger(__name__)
@@ -184,8 +184,8 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "training_command": config.command,
     }
-    if config.weights not in ("none", "imagenet") and (record := record_path(config.weights)).is_file():
-        metadata["pretraining"] = {k: v for k, v in json.loads(record.read_text()).items() if k != "history"}
+    if (record := pretraining_record(config.weights)) is not None:
+        metadata["pretraining"] = {k: v for k, v in record.items() if k != "history"}
     if config.external is not None:
         metadata["external_metrics"] = external_metrics(best, spec, config.external, metadata["threshold"])
     publish(model_path, metadata)
@@ -303,13 +303,19 @@ def _training_samples(config: TrainConfig) -> list[Sample]:
     return samples
 
 
+def _refuse_seen_validation(config: TrainConfig, folds: bool = False) -> None:
+    """A self-supervised backbone (:mod:`model.pretrain`) must not have seen this run's validation
+    patients: only the same split of the whole train folder, never folds or ``--limit``, qualifies."""
+    record = pretraining_record(config.weights)
+    if record is not None and (folds or config.limit or (record["val_fraction"], record["split_seed"])
+                               != (config.val_fraction, config.validation_seed)):
+        raise DatasetError(f"{config.weights} was pre-trained on the training side of another split (val fraction "
+                           f"{record['val_fraction']}, seed {record['split_seed']}): it saw validation patients")
+
+
 def train_once(config: TrainConfig) -> dict[str, Any]:
     """One patient-level train/validation split, one model."""
-    if config.weights not in ("none", "imagenet") and (record := record_path(config.weights)).is_file():
-        split = json.loads(record.read_text())
-        if (split["val_fraction"], split["split_seed"]) != (config.val_fraction, config.validation_seed):
-            raise DatasetError(f"{config.weights} was pre-trained with another split (val fraction "
-                               f"{split['val_fraction']}, seed {split['split_seed']}): it saw validation patients")
+    _refuse_seen_validation(config)
     train, val = patient_split(_training_samples(config), config.val_fraction, config.validation_seed)
     return _fit(config, train, val)
 
@@ -317,6 +323,7 @@ def train_once(config: TrainConfig) -> dict[str, Any]:
 def run_folds(config: TrainConfig, k: int, only: int | None = None) -> dict[str, Any]:
     """Patient-grouped K-fold cross-validation: one model per fold, then the mean and spread of
     the metrics; or fold ``only`` alone (folds trained in parallel), without the summary."""
+    _refuse_seen_validation(config, folds=True)
     folds = patient_folds(_training_samples(config), k, config.validation_seed)
     for i, held_out in enumerate(folds, 1):
         if only is not None and i != only:

@@ -54,6 +54,7 @@ def test_pretrained_backbone_is_fine_tuned_by_the_trainer(tiny_dataset: Path, tm
     other_split = ["--data", str(tiny_dataset), "--output", str(tmp_path / "refused"), "--backbone", "mobilenetv2",
                    "--weights", str(weights), "--full-fine-tune", "--input-size", "32", "--val-fraction", "0.2"]
     assert cnn.main(other_split) == 2  # its validation patients were pre-trained on
+    assert cnn.main(other_split[:-2] + ["--val-fraction", "0.3", "--folds", "2"]) == 2  # so were the folds'
     assert not (tmp_path / "refused" / "best_model.keras").exists()
 
     out = tmp_path / "finetuned"
