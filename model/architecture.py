@@ -50,6 +50,14 @@ def _make_base(backbone: str, inputs: keras.KerasTensor, weights: str) -> keras.
         raise WeightsUnavailableError(f"could not load weights from {weights}: {exc}") from exc
 
 
+def set_batchnorm_momentum(base: keras.Model, momentum: float) -> None:
+    """Set the momentum of every BatchNorm layer of a base that trains from (near) scratch, so that
+    its moving averages settle within the first epoch."""
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
 def build_model(
     backbone: str = "resnet50",
     input_size: int = 224,
@@ -75,9 +83,7 @@ def build_model(
     base = _make_base(backbone, inputs, weights)
     if weights == "none" or full_fine_tune:
         log.info("all %d base layers train, BatchNorm included (fine-tune depth ignored)", len(base.layers))
-        for layer in base.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
+        set_batchnorm_momentum(base, bn_momentum)
     else:
         first_trainable = len(base.layers) - fine_tune_layers
         for index, layer in enumerate(base.layers):

@@ -28,7 +28,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.architecture import BACKBONES  # noqa: E402
+from model.architecture import BACKBONES, set_batchnorm_momentum  # noqa: E402
 from model.cli import exit_code  # noqa: E402
 from model.data import (  # noqa: E402
     DatasetError,
@@ -94,9 +94,7 @@ def build_encoder(backbone: str, input_size: int, bn_momentum: float = 0.9,
     """A from-scratch backbone (BatchNorm momentum ``bn_momentum``) and the encoder that adds the
     projection head GAP -> Dense(512) -> BN -> ReLU -> Dense(``projection``)."""
     base = BACKBONES[backbone].constructor(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
-    for layer in base.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum
+    set_batchnorm_momentum(base, bn_momentum)
     x = keras.layers.GlobalAveragePooling2D()(base.output)
     x = keras.layers.Dense(512, name="proj_dense1")(x)
     x = keras.layers.Activation("relu")(keras.layers.BatchNormalization(name="proj_bn")(x))
