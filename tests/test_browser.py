@@ -65,6 +65,7 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) > 0
     assert "not a diagnosis" in browser.page_source
     assert "not where a lesion is" in browser.find_element(By.ID, "heatmap-caption").text
+    browser.set_window_size(1100, 1300)  # the film and its heat-map, one above the other
     browser.save_screenshot(str(SCREENSHOTS / "ui_result.png"))
     result_id = browser.find_element(By.ID, "result-id").text
     browser.find_element(By.LINK_TEXT, "My results").click()
