@@ -50,8 +50,8 @@ train: venv
 	$(PY) -m model.cnn --data $${PNEUMONIA_DATA:-../shared/data/chest_xray} --output output
 
 # The shipped model's recipe (documentation/MODEL_CARD.md, scripts/train_model.sh): a self-supervised
-# pre-training, two MobileNetV2 members (one from scratch, one fine-tuned from it) and their ensemble, about
-# 1.8 hours on 2 CPU cores, written to runs/ensemble/ (copy its three files to models/ to serve it).
+# pre-training of a MobileNetV2, then that backbone fine-tuned in full, about 1.8 hours on 2 CPU cores,
+# written to runs/model/ (copy its three files to models/ to serve it).
 DATA ?= $(or $(PNEUMONIA_DATA),../shared/data/chest_xray)
 model: venv
 	PY=$(PY) scripts/train_model.sh $(DATA) runs

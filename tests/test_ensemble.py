@@ -92,24 +92,3 @@ def test_finish_completes_a_checkpoint(tiny_model: Path, tiny_dataset: Path, tmp
     assert (out / "best_model.onnx").is_file()
     assert cnn.main(options + ["--output", str(tmp_path / "empty"), "--finish"]) == 2
 
-
-def test_recipe_script_trains_both_members_and_their_ensemble(tiny_dataset: Path, tmp_path: Path) -> None:
-    """``scripts/train_model.sh`` (``make model`` and the AWS training host), shrunk by the caller's options:
-    a self-supervised pre-training, two ``fov-neutral`` members (one fine-tuned from it) and their ensemble."""
-    env = {"PATH": "/usr/bin:/bin", "PY": sys.executable, "EXTERNAL": str(tiny_dataset / "train"),
-           "PRETRAIN_ARGS": "--input-size 64 --epochs 1 --batch-size 4 --val-fraction 0.3"}
-    proc = subprocess.run(["scripts/train_model.sh", str(tiny_dataset), str(tmp_path), "--input-size", "64",
-                           "--epochs", "1", "--batch-size", "8", "--val-fraction", "0.3"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    members = [load_metadata(tmp_path / name / "best_model.keras")["config"]
-               for name in ("member_fov_neutral", "member_ssl_fov_neutral")]
-    assert [m["augment"] for m in members] == ["fov-neutral", "fov-neutral"]
-    assert all(m["input_size"] == 64 and m["lr_schedule"] == "cosine" for m in members)
-    backbone = str(tmp_path / "ssl" / "mobilenetv2-192.weights.h5")
-    assert [(m["weights"], m["full_fine_tune"]) for m in members] == [("none", False), (backbone, True)]
-    metadata = load_metadata(tmp_path / "ensemble" / "best_model.keras")
-    assert len(metadata["members"]) == 2 and "external_metrics" in metadata
-    assert (tmp_path / "ensemble" / "best_model.onnx").is_file()
-    usage = subprocess.run(["scripts/train_model.sh"], cwd=REPO, capture_output=True, text=True)
-    assert usage.returncode == 2 and "Usage" in usage.stdout

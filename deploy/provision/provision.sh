@@ -227,11 +227,11 @@ role_training() {
   local data=/var/lib/pneumonia/data out=/var/lib/pneumonia/output
   "$REPO/scripts/download_data.sh" "$data"
   cd "$REPO"
-  # The shipped model's recipe (both members and their ensemble); the official test split is reported only.
-  # shellcheck disable=SC2086 # TRAINING_ARGS is a list of options for both members
+  # The shipped model's recipe; the official test split is reported only.
+  # shellcheck disable=SC2086 # TRAINING_ARGS is a list of model.cnn options
   PY="$VENV/bin/python" EXTERNAL="$data/chest_xray/test" scripts/train_model.sh "$data/chest_xray" "$out" $TRAINING_ARGS
   for f in best_model.keras best_model.json best_model.onnx; do
-    [ ! -f "$out/ensemble/$f" ] || aws s3 cp "$out/ensemble/$f" "s3://$MODEL_BUCKET/models/latest/$f"
+    [ ! -f "$out/model/$f" ] || aws s3 cp "$out/model/$f" "s3://$MODEL_BUCKET/models/latest/$f"
   done
   log "model uploaded to s3://$MODEL_BUCKET/models/latest/"
 }
