@@ -42,7 +42,7 @@ locals {
       ui_servers      = join(" ", ["${local.hosts.ui.ip}:5001"])
       api_servers     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
       monitoring_ip   = local.hosts.monitoring.ip
-      public_ip       = host.role == "nginx" ? aws_eip.nginx.public_ip : ""
+      public_ip       = contains(["nginx", "monitoring"], host.role) ? aws_eip.nginx.public_ip : ""
       redis_url       = local.redis_url
       use_elasticache = var.use_elasticache
       max_upload_mb   = var.max_upload_mb
@@ -94,7 +94,8 @@ resource "aws_instance" "host" {
 }
 
 # The one public address: Nginx. Allocated before the host and associated after it, so that the
-# host's user_data can carry the address (Nginx's TLS certificate names it).
+# host's user_data can carry the address (Nginx's TLS certificate names it; Grafana's root_url, on the
+# monitoring host, builds its absolute links from it).
 resource "aws_eip" "nginx" {
   domain = "vpc"
   tags   = { Name = "${local.name}-nginx" }

@@ -200,10 +200,13 @@ role_monitoring() {
   apt-get update -qq && apt-get install -y -qq grafana
   cp -r "$REPO/deploy/grafana/provisioning/." /etc/grafana/provisioning/
   install -d /var/lib/grafana/dashboards && cp "$REPO"/deploy/grafana/dashboards/*.json /var/lib/grafana/dashboards/
+  # Absolute links (alert notifications, shared URLs) name the public Nginx address, served as HTTPS.
+  local root_url='%(protocol)s://%(domain)s/grafana/'
+  [ -z "${PUBLIC_IP:-}" ] || root_url="https://$PUBLIC_IP/grafana/"
   umask 077
   cat >/etc/default/grafana-server.pneumonia <<ENV
 GF_SECURITY_ADMIN_PASSWORD=$(secret grafana_admin_password)
-GF_SERVER_ROOT_URL=%(protocol)s://%(domain)s/grafana/
+GF_SERVER_ROOT_URL=$root_url
 GF_SERVER_SERVE_FROM_SUB_PATH=true
 GF_AUTH_ANONYMOUS_ENABLED=false
 GF_USERS_ALLOW_SIGN_UP=false
