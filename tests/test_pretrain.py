@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import keras
 import numpy as np
 
 from model.artifacts import load_metadata
+from model.cnn import build_parser
 from model.data import list_samples, patient_split
 from model.pretrain import nt_xent, pair_accuracy
 from tests.helpers import REPO
@@ -76,7 +78,8 @@ def test_pretrain_refuses_an_output_the_trainer_cannot_read(tmp_path: Path) -> N
 
 def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: Path) -> None:
     """``scripts/train_model.sh`` (``make model`` and the AWS training host), shrunk by the caller's options:
-    a self-supervised pre-training, then that backbone fine-tuned in full with ``fov-neutral``."""
+    a self-supervised pre-training, that backbone fine-tuned in full with ``fov-neutral`` and with
+    ``fov-margin``, then the two members' ensemble."""
     env = {"PATH": "/usr/bin:/bin", "PY": sys.executable, "EXTERNAL": str(tiny_dataset / "train"),
            "PRETRAIN_ARGS": "--input-size 64 --epochs 1 --batch-size 4 --val-fraction 0.3"}
     proc = subprocess.run(["scripts/train_model.sh", str(tiny_dataset), str(tmp_path), "--input-size", "64",
@@ -84,11 +87,13 @@ def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: P
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metadata = load_metadata(tmp_path / "model" / "best_model.keras")
-    config = metadata["config"]
-    assert config["augment"] == "fov-neutral" and config["input_size"] == 64 and config["lr_schedule"] == "cosine"
     backbone = str(tmp_path / "ssl" / "mobilenetv2-192.weights.h5")
-    assert (config["weights"], config["full_fine_tune"], config["patience"]) == (backbone, True, 20)
-    assert metadata["pretraining"]["epochs"] == 1 and "external_metrics" in metadata
-    assert (tmp_path / "model" / "best_model.onnx").is_file()
+    members = [build_parser().parse_args(shlex.split(m["training_command"])[3:]) for m in metadata["members"]]
+    assert [options.augment for options in members] == ["fov-neutral", "fov-margin"]
+    for options, member in zip(members, metadata["members"]):
+        assert options.input_size == 64 and options.lr_schedule == "cosine"
+        assert (options.weights, options.full_fine_tune, options.patience) == (backbone, True, 20)
+        assert member["pretraining"]["epochs"] == 1
+    assert "external_metrics" in metadata and (tmp_path / "model" / "best_model.onnx").is_file()
     usage = subprocess.run(["scripts/train_model.sh"], cwd=REPO, capture_output=True, text=True)
     assert usage.returncode == 2 and "Usage" in usage.stdout
