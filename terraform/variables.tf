@@ -170,7 +170,7 @@ variable "repo_branch" {
 }
 
 variable "training_args" {
-  description = "Options of python -m model.cnn added to the shipped recipe (scripts/train_model.sh) on the training host; ImageNet weights are the default on AWS."
+  description = "Options of python -m model.cnn added to both members of the shipped recipe (scripts/train_model.sh) on the training host; ImageNet weights are the default on AWS."
   type        = string
   default     = "--weights imagenet"
 
