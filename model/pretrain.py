@@ -105,6 +105,7 @@ def build_encoder(backbone: str, input_size: int, bn_momentum: float = 0.9,
 def pretrain(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Contrastive pre-training on the training side of the patient split; writes the backbone's
     weights and a JSON record beside them."""
+    init = _initial_record(args)
     keras.utils.set_random_seed(args.seed)
     spec = PreprocessSpec(args.input_size, BACKBONES[args.backbone].scaling, args.resize_mode)
     samples = list_samples(resolve_split_dir(args.data, "train"))
@@ -113,6 +114,8 @@ def pretrain(args: argparse.Namespace, command: str) -> dict[str, Any]:
     print(f"pre-training on {len(images)} films (labels unused); {len(val)} validation films left out")
     views = ViewPairs(images, spec, args.batch_size, build_augmenter(args.augment, args.seed), args.seed)
     base, encoder = build_encoder(args.backbone, args.input_size)
+    if init is not None:
+        base.load_weights(args.init)
     steps = len(views) * args.epochs
     encoder.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
         args.learning_rate, steps, alpha=0.01)), loss=nt_xent(args.temperature), metrics=[pair_accuracy])
@@ -128,10 +131,28 @@ def pretrain(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "data_fingerprint": fingerprint(train), "train_seconds": round(seconds, 1),
         "history": {k: [float(v) for v in vs] for k, vs in history.items()}, "command": command,
     }
+    if init is not None:
+        record["init"] = {k: v for k, v in init.items() if k != "history"}
     record_path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     print(f"saved {args.output} ({seconds / 60:.1f} min; final loss {record['history']['loss'][-1]:.3f}, "
           f"pair accuracy {record['history']['pair_accuracy'][-1]:.3f})")
     return record
+
+
+def _initial_record(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The record of the ``--init`` backbone that this run continues, checked against this run: the
+    same backbone, input size and split (a backbone from another split has seen validation patients)."""
+    if args.init is None:
+        return None
+    init = pretraining_record(str(args.init))
+    if init is None:
+        raise FileNotFoundError(f"{args.init} has no pre-training record ({record_path(args.init)}) beside it")
+    ours = (args.backbone, args.input_size, args.val_fraction, args.split_seed)
+    theirs = (init["backbone"], init["preprocessing"]["input_size"], init["val_fraction"], init["split_seed"])
+    if ours != theirs:
+        raise DatasetError(f"{args.init} was pre-trained as (backbone, input size, val fraction, split seed) "
+                           f"{theirs}, not {ours}")
+    return init
 
 
 def record_path(weights: Path | str) -> Path:
@@ -147,7 +168,7 @@ def pretraining_record(weights: str) -> dict[str, Any] | None:
 
 def _weights_file(value: str) -> Path:
     if not value.endswith(".weights.h5"):
-        raise argparse.ArgumentTypeError("the output must end in .weights.h5 (what model.cnn --weights reads)")
+        raise argparse.ArgumentTypeError("a backbone file must end in .weights.h5 (what model.cnn --weights reads)")
     return Path(value)
 
 
@@ -159,6 +180,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", choices=sorted(BACKBONES), default="mobilenetv2")
     p.add_argument("--input-size", type=int, default=192)
     p.add_argument("--resize-mode", choices=RESIZE_MODES, default="squash")
+    p.add_argument("--init", type=_weights_file, help="continue from this backbone (made by this module on "
+                   "the same split); its projection head starts afresh")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64, help="films per step (twice as many views)")
     p.add_argument("--learning-rate", type=float, default=1e-3)

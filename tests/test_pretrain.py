@@ -70,6 +70,32 @@ def test_pretrained_backbone_is_fine_tuned_by_the_trainer(tiny_dataset: Path, tm
     assert metadata["pretraining"]["data_fingerprint"] == record["data_fingerprint"]
 
 
+def test_pretraining_continues_from_a_backbone_of_the_same_split(tiny_dataset: Path, tmp_path: Path) -> None:
+    from model import pretrain
+
+    common = ["--data", str(tiny_dataset), "--input-size", "32", "--epochs", "1", "--batch-size", "4",
+              "--val-fraction", "0.3"]
+    first, second = tmp_path / "a.weights.h5", tmp_path / "b.weights.h5"
+    assert pretrain.main(common + ["--output", str(first)]) == 0
+    # a zero learning rate leaves the loaded kernels as they were: the continuation starts from them
+    assert pretrain.main(common + ["--output", str(second), "--init", str(first), "--learning-rate", "0"]) == 0
+
+    def conv1(weights: Path) -> np.ndarray:
+        base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+        base.load_weights(weights)
+        return base.get_layer("Conv1").get_weights()[0]
+    assert np.array_equal(conv1(first), conv1(second))
+    record = json.loads((tmp_path / "b.json").read_text())
+    assert record["init"]["command"] == json.loads((tmp_path / "a.json").read_text())["command"]
+    assert "history" not in record["init"]
+
+    other = common[:-1] + ["0.2", "--output", str(tmp_path / "c.weights.h5"), "--init", str(first)]
+    assert pretrain.main(other) == 2  # pre-trained on another split's training side
+    missing = common + ["--output", str(tmp_path / "d.weights.h5"), "--init", str(tmp_path / "none.weights.h5")]
+    assert pretrain.main(missing) == 2  # no record says which split it came from
+    assert not (tmp_path / "c.weights.h5").exists() and not (tmp_path / "d.weights.h5").exists()
+
+
 def test_pretrain_refuses_an_output_the_trainer_cannot_read(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "model.pretrain", "--data", str(tmp_path), "--output",
                            str(tmp_path / "backbone.h5")], cwd=REPO, capture_output=True, text=True, timeout=120)
