@@ -22,7 +22,7 @@ PY=${PY:-.venv/bin/python}
 EXTERNAL=${EXTERNAL:-$DATA/external}
 report=()
 [ ! -d "$EXTERNAL" ] || report=(--external "$EXTERNAL")
-backbone=$OUT/ssl/mobilenetv2-192.weights.h5
+backbone=$OUT/ssl/backbone.weights.h5
 # shellcheck disable=SC2086 # PRETRAIN_ARGS is a list of options
 case " $* " in
   *" --weights "*) ;;

@@ -113,7 +113,7 @@ def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: P
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metadata = load_metadata(tmp_path / "model" / "best_model.keras")
-    backbone = str(tmp_path / "ssl" / "mobilenetv2-192.weights.h5")
+    backbone = str(tmp_path / "ssl" / "backbone.weights.h5")
     members = [build_parser().parse_args(shlex.split(m["training_command"])[3:]) for m in metadata["members"]]
     assert [options.augment for options in members] == ["fov-neutral", "fov-margin"]
     for options, member in zip(members, metadata["members"]):
