@@ -104,8 +104,8 @@ def test_pretrain_refuses_an_output_the_trainer_cannot_read(tmp_path: Path) -> N
 
 def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: Path) -> None:
     """``scripts/train_model.sh`` (``make model`` and the AWS training host), shrunk by the caller's options:
-    a self-supervised pre-training, that backbone fine-tuned in full with ``fov-neutral`` and with
-    ``fov-margin``, then the two members' ensemble."""
+    a self-supervised pre-training continued from itself, the longer backbone fine-tuned in full with
+    ``fov-neutral`` and the shorter with ``fov-margin``, then the two members' ensemble."""
     env = {"PATH": "/usr/bin:/bin", "PY": sys.executable, "EXTERNAL": str(tiny_dataset / "train"),
            "PRETRAIN_ARGS": "--input-size 64 --epochs 1 --batch-size 4 --val-fraction 0.3"}
     proc = subprocess.run(["scripts/train_model.sh", str(tiny_dataset), str(tmp_path), "--input-size", "64",
@@ -113,13 +113,16 @@ def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: P
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metadata = load_metadata(tmp_path / "model" / "best_model.keras")
-    backbone = str(tmp_path / "ssl" / "backbone.weights.h5")
+    short, long = (str(tmp_path / "ssl" / f"epochs{n}.weights.h5") for n in (20, 35))
     members = [build_parser().parse_args(shlex.split(m["training_command"])[3:]) for m in metadata["members"]]
-    assert [options.augment for options in members] == ["fov-neutral", "fov-margin"]
+    assert [(options.augment, options.weights) for options in members] == [("fov-neutral", long), ("fov-margin", short)]
     for options, member in zip(members, metadata["members"]):
         assert options.input_size == 64 and options.lr_schedule == "cosine"
-        assert (options.weights, options.full_fine_tune, options.patience) == (backbone, True, 20)
+        assert (options.full_fine_tune, options.patience) == (True, 20)
         assert member["pretraining"]["epochs"] == 1
+    continued = metadata["members"][0]["pretraining"]
+    assert "--init " + short in continued["command"] and "--output " + short in continued["init"]["command"]
+    assert "init" not in metadata["members"][1]["pretraining"]
     assert "external_metrics" in metadata and (tmp_path / "model" / "best_model.onnx").is_file()
     usage = subprocess.run(["scripts/train_model.sh"], cwd=REPO, capture_output=True, text=True)
     assert usage.returncode == 2 and "Usage" in usage.stdout
