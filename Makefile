@@ -50,8 +50,9 @@ train: venv
 	$(PY) -m model.cnn --data $${PNEUMONIA_DATA:-../shared/data/chest_xray} --output output
 
 # The shipped model's recipe (documentation/MODEL_CARD.md, scripts/train_model.sh): a self-supervised
-# pre-training of a MobileNetV2, that backbone fine-tuned in full twice (fov-neutral, fov-margin), then
-# the two members' ensemble, about 2.4 hours on 2 CPU cores, written to runs/model/ (copy its three
+# pre-training of a MobileNetV2 (20 epochs, continued 15 more), a fov-neutral member fine-tuned in full
+# from the longer backbone and a fov-margin member from the shorter, then the two members' ensemble,
+# about 3.3 hours on 2 CPU cores, written to runs/model/ (copy its three
 # files to models/ to serve it).
 DATA ?= $(or $(PNEUMONIA_DATA),../shared/data/chest_xray)
 model: venv
