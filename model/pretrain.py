@@ -141,17 +141,18 @@ def pretrain(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 def _initial_record(args: argparse.Namespace) -> dict[str, Any] | None:
     """The record of the ``--init`` backbone that this run continues, checked against this run: the
-    same backbone, input size and split (a backbone from another split has seen validation patients)."""
+    same backbone, preprocessing and split (a backbone from another split has seen validation patients)."""
     if args.init is None:
         return None
     init = pretraining_record(str(args.init))
     if init is None:
         raise FileNotFoundError(f"{args.init} has no pre-training record ({record_path(args.init)}) beside it")
-    ours = (args.backbone, args.input_size, args.val_fraction, args.split_seed)
-    theirs = (init["backbone"], init["preprocessing"]["input_size"], init["val_fraction"], init["split_seed"])
+    ours = (args.backbone, args.input_size, args.resize_mode, args.val_fraction, args.split_seed)
+    theirs = (init["backbone"], init["preprocessing"]["input_size"], init["preprocessing"]["resize_mode"],
+              init["val_fraction"], init["split_seed"])
     if ours != theirs:
-        raise DatasetError(f"{args.init} was pre-trained as (backbone, input size, val fraction, split seed) "
-                           f"{theirs}, not {ours}")
+        raise DatasetError(f"{args.init} was pre-trained as (backbone, input size, resize mode, val fraction, "
+                           f"split seed) {theirs}, not {ours}")
     return init
 
 
