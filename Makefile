@@ -52,8 +52,7 @@ train: venv
 # The shipped model's recipe (documentation/MODEL_CARD.md, scripts/train_model.sh): a self-supervised
 # pre-training of a MobileNetV2 (20 epochs, continued 15 more), a fov-neutral member fine-tuned in full
 # from the longer backbone and a fov-margin member from the shorter, then the two members' ensemble,
-# about 3.3 hours on 2 CPU cores, written to runs/model/ (copy its three
-# files to models/ to serve it).
+# about 3.3 hours on 2 CPU cores, written to runs/model/ (copy its three files to models/ to serve it).
 DATA ?= $(or $(PNEUMONIA_DATA),../shared/data/chest_xray)
 model: venv
 	PY=$(PY) scripts/train_model.sh $(DATA) runs
