@@ -18,6 +18,7 @@ it also holds for tightly framed films (see :data:`THRESHOLD_RULE`).
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from model.data import Sample
 from model.metrics import choose_threshold, roc_auc
 from model.preprocessing import decode_gray
 
+log = logging.getLogger(__name__)
 RATIOS = (1.0, 1.25, 1.5, 1.75)
 WINDOWS = (1.0, 0.9, 0.8, 0.7)
 THRESHOLD_RULE = ("max Youden J (balanced accuracy) subject to sensitivity >= {:.2f} on the validation split "
@@ -72,6 +74,9 @@ def original_size(samples: list[Sample], data_root: Path) -> list[Sample]:
     ``SOURCES.csv`` beside the data folder); all of them when there is no such file."""
     sources = Path(data_root).parent / "SOURCES.csv"
     if not sources.is_file():
+        # A data copy without it gives another counterfactual set, pooled AUC and threshold.
+        log.warning("no %s: framing counterfactuals of all %d validation films, squashed copies included",
+                    sources, len(samples))
         return list(samples)
     with open(sources) as fh:
         squashed = {row["name"] for row in csv.DictReader(fh) if row["pre_resized_by_uploader"] == "1"}

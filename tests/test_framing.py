@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import list_samples
-from model.framing import Counterfactuals
+from model.data import Sample, list_samples
+from model.framing import Counterfactuals, original_size
 from model.metrics import choose_threshold
 from model.pipeline import AUGMENTATIONS, NormalWindow, build_augmenter, normal_window
 from tests.helpers import XRAYS
@@ -149,3 +149,11 @@ def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
     assert choose_threshold(labels, probs, 0.95) == 0.5
     assert pooled == choose_threshold(np.r_[labels, np.tile(cf.labels, 8)], np.r_[probs, *cf.probabilities], 0.95)
     assert pooled != 0.5 and 0.0 <= cf.pooled_auc <= 1.0
+
+
+def test_counterfactuals_use_the_original_size_films_of_sources_csv(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    samples = [Sample(tmp_path / "chest_xray" / "train" / "NORMAL" / f"IM-{i}.jpeg", 0) for i in range(3)]
+    assert original_size(samples, tmp_path / "chest_xray") == samples
+    assert "no " in caplog.text and "all 3 validation films" in caplog.text
+    (tmp_path / "SOURCES.csv").write_text("name,pre_resized_by_uploader\nIM-0.jpeg,1\nIM-1.jpeg,0\n")
+    assert original_size(samples, tmp_path / "chest_xray") == samples[1:]
