@@ -29,8 +29,8 @@ from model.cli import exit_code  # noqa: E402
 from model.data import DatasetError, load_arrays  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 
-MEMBER_KEYS = ("model_version", "training_command", "validation_metrics", "validation_framing_auc",
-               "external_metrics", "epochs_run", "train_seconds", "pretraining")
+MEMBER_KEYS = ("model_version", "training_command", "keras_backend", "finishing_command", "validation_metrics",
+               "validation_framing_auc", "external_metrics", "epochs_run", "train_seconds", "pretraining")
 
 
 def build_ensemble(members: list[Any]) -> Any:

@@ -141,7 +141,8 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
     """Train on ``train``, select on ``val``; write model, metadata and reports; return the metadata.
 
     With ``config.finish`` the training is skipped: the checkpoint and ``history.csv`` already in the
-    output folder (a run stopped after its last epoch, or trained elsewhere) are finished instead.
+    output folder (a run stopped after its last epoch, or trained elsewhere) are finished instead; the
+    training run's own record there (its command, backend and speed) is kept.
     """
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -163,9 +164,13 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
     if config.finish:
         if not model_path.is_file():
             raise ModelArtifactError(f"--finish: no checkpoint {model_path} to finish")
-        history, train_seconds, rates = _read_history(out / "history.csv"), None, []
+        history, run = _read_history(out / "history.csv"), _training_run(out / "best_model.json")
+        run["training_command"] = run["training_command"] or config.command
     else:
         history, train_seconds, rates = _train(config, x_train, y_train, x_val, y_val, class_weight)
+        run = {"training_command": config.command, "keras_backend": keras.backend.backend(),
+               "train_seconds": round(train_seconds, 1),
+               "train_images_per_second": round(float(np.median(rates)), 2) if rates else None}
     plots.training_curves(history, out / "training_curves.png")
 
     best = keras.saving.load_model(model_path, compile=False)
@@ -179,11 +184,11 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
         "training_counts": class_counts(train),
         "class_weight": {str(k): v for k, v in class_weight.items()},
         "epochs_run": len(history["loss"]),
-        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
-        "train_images_per_second": round(float(np.median(rates)), 2) if rates else None,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "training_command": config.command,
+        **run,
     }
+    if config.finish:
+        metadata["finishing_command"] = config.command
     if (record := pretraining_record(config.weights)) is not None:
         metadata["pretraining"] = {k: v for k, v in record.items() if k != "history"}
     if config.external is not None:
@@ -267,6 +272,14 @@ def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val:
                       class_weight=class_weight, callbacks=callbacks,
                       verbose=1 if sys.stdout.isatty() else 2)
     return history.history, time.perf_counter() - t0, throughput.rates
+
+
+def _training_run(metadata_path: Path) -> dict[str, Any]:
+    """Command, backend and speed of the run that trained a checkpoint, from the metadata it wrote
+    (``None`` where it wrote none or did not record one)."""
+    earlier = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+    return {key: earlier.get(key) for key in
+            ("training_command", "keras_backend", "train_seconds", "train_images_per_second")}
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:

@@ -87,6 +87,15 @@ def test_finish_completes_a_checkpoint(tiny_model: Path, tiny_dataset: Path, tmp
     assert cnn.main(options + ["--finish"]) == 0
     metadata = load_metadata(out / "best_model.keras")
     assert metadata["config"]["finish"] is True and metadata["train_seconds"] is None
+    assert metadata["training_command"] == metadata["finishing_command"] == metadata["config"]["command"]
+    # finished again beside the metadata of the run that trained it: that run's record is kept
+    trained = load_metadata(tiny_model)
+    shutil.copy(tiny_model.with_suffix(".json"), out / "best_model.json")
+    assert cnn.main(options + ["--finish"]) == 0
+    metadata = load_metadata(out / "best_model.keras")
+    assert metadata["training_command"] == trained["training_command"] != metadata["finishing_command"]
+    assert metadata["train_seconds"] == trained["train_seconds"] > 0
+    assert metadata["keras_backend"] == trained["keras_backend"] == "tensorflow"
     assert metadata["epochs_run"] == load_metadata(tiny_model)["epochs_run"]
     assert metadata["threshold"] == load_metadata(tiny_model)["threshold"]
     assert (out / "best_model.onnx").is_file()
