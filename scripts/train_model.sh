@@ -3,8 +3,8 @@
 # training host: a self-supervised pre-training (`model.pretrain`, 20 epochs) of a MobileNetV2 on the
 # training side of the patient-level split, then 15 more epochs from it (`--init`, a fresh cosine
 # schedule from 5e-4); the longer backbone fine-tuned in full (`--full-fine-tune`) with
-# `--augment fov-neutral`, the 20-epoch one with `--augment fov-margin`, both on the same split; then
-# the two members' ensemble (threshold by the pooled rule, metadata, ONNX).
+# `--augment fov-neutral` (seed 43), the 20-epoch one with `--augment fov-margin` (seed 42), both on
+# the split of seed 42; then the two members' ensemble (threshold by the pooled rule, metadata, ONNX).
 #
 # Usage: scripts/train_model.sh DATA OUT [model.cnn options for both members, e.g. --weights imagenet]
 #   DATA  Kaggle-layout root (train/ is used; the validation split is carved from it by patient)
@@ -36,7 +36,8 @@ esac
 # and noisily, and patience 6 stopped a run at epoch 11 (session 8).
 member=(--data "$DATA" "${report[@]}" --backbone mobilenetv2 --full-fine-tune --input-size 192
         --epochs 20 --learning-rate 1e-3 --lr-schedule cosine --monitor val_auc --patience 20)
-"$PY" -m model.cnn "${member[@]}" --weights "$long" --augment fov-neutral --output "$OUT/member_fov_neutral" "$@"
+"$PY" -m model.cnn "${member[@]}" --weights "$long" --augment fov-neutral --seed 43 --split-seed 42 \
+  --output "$OUT/member_fov_neutral" "$@"
 "$PY" -m model.cnn "${member[@]}" --weights "$short" --augment fov-margin --output "$OUT/member_fov_margin" "$@"
 "$PY" -m model.ensemble --model "$OUT/member_fov_neutral/best_model.keras" \
   --model "$OUT/member_fov_margin/best_model.keras" --data "$DATA" "${report[@]}" --output "$OUT/model/best_model.keras"

@@ -105,7 +105,7 @@ def test_pretrain_refuses_an_output_the_trainer_cannot_read(tmp_path: Path) -> N
 def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: Path) -> None:
     """``scripts/train_model.sh`` (``make model`` and the AWS training host), shrunk by the caller's options:
     a self-supervised pre-training continued from itself, the longer backbone fine-tuned in full with
-    ``fov-neutral`` and the shorter with ``fov-margin``, then the two members' ensemble."""
+    ``fov-neutral`` (seed 43) and the shorter with ``fov-margin``, then the two members' ensemble."""
     env = {"PATH": "/usr/bin:/bin", "PY": sys.executable, "EXTERNAL": str(tiny_dataset / "train"),
            "PRETRAIN_ARGS": "--input-size 64 --epochs 1 --batch-size 4 --val-fraction 0.3"}
     proc = subprocess.run(["scripts/train_model.sh", str(tiny_dataset), str(tmp_path), "--input-size", "64",
@@ -115,7 +115,8 @@ def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: P
     metadata = load_metadata(tmp_path / "model" / "best_model.keras")
     short, long = (str(tmp_path / "ssl" / f"epochs{n}.weights.h5") for n in (20, 35))
     members = [build_parser().parse_args(shlex.split(m["training_command"])[3:]) for m in metadata["members"]]
-    assert [(options.augment, options.weights) for options in members] == [("fov-neutral", long), ("fov-margin", short)]
+    assert [(options.augment, options.weights, options.seed, options.split_seed) for options in members] == [
+        ("fov-neutral", long, 43, 42), ("fov-margin", short, 42, None)]
     for options, member in zip(members, metadata["members"]):
         assert options.input_size == 64 and options.lr_schedule == "cosine"
         assert (options.full_fine_tune, options.patience) == (True, 20)

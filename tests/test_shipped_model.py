@@ -3,8 +3,8 @@ committed fixture X-rays (the official val split, never trained on).
 
 Known weakness (documentation/MODEL_CARD.md): on test-era films the model still over-calls pneumonia
 at its validation-chosen threshold; it gets 13 of the 16 fixtures right (3 tight NORMAL films called
-PNEUMONIA, probabilities 0.57-0.87 against the threshold 0.409; the models shipped before it: 4, 5,
-5, 5 and 4).
+PNEUMONIA, probabilities 0.43-0.70 against the threshold 0.263; the models shipped before it: 3, 4,
+5, 5, 5 and 4).
 The test pins that floor so a regression shows, and requires every PNEUMONIA fixture.
 """
 
