@@ -29,6 +29,7 @@ from model.metrics import choose_threshold, roc_auc
 from model.preprocessing import decode_gray
 
 log = logging.getLogger(__name__)
+
 RATIOS = (1.0, 1.25, 1.5, 1.75)
 WINDOWS = (1.0, 0.9, 0.8, 0.7)
 THRESHOLD_RULE = ("max Youden J (balanced accuracy) subject to sensitivity >= {:.2f} on the validation split "

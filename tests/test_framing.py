@@ -151,7 +151,8 @@ def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
     assert pooled != 0.5 and 0.0 <= cf.pooled_auc <= 1.0
 
 
-def test_counterfactuals_use_the_original_size_films_of_sources_csv(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_counterfactuals_use_the_original_size_films_of_sources_csv(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     samples = [Sample(tmp_path / "chest_xray" / "train" / "NORMAL" / f"IM-{i}.jpeg", 0) for i in range(3)]
     assert original_size(samples, tmp_path / "chest_xray") == samples
     assert "no " in caplog.text and "all 3 validation films" in caplog.text
