@@ -64,6 +64,14 @@ def border(gray: np.ndarray, fraction: float) -> np.ndarray:
     return np.pad(gray, ((dy, dy), (dx, dx)), mode="constant")
 
 
+def exposure(gray: np.ndarray, gamma: float) -> np.ndarray:
+    """The film with its mid-tones brightened (``gamma`` < 1) or darkened (> 1), black and white kept:
+    a film exposed or processed otherwise. Not one of :data:`FRAMINGS`: a check beside them, and a
+    training augmentation (``fov-exposure``)."""
+    out = 255.0 * (np.clip(gray, 0, 255) / 255.0) ** gamma
+    return out.round().astype(gray.dtype) if np.issubdtype(gray.dtype, np.integer) else out.astype(gray.dtype)
+
+
 FRAMINGS: dict[str, tuple[Callable[[np.ndarray, float], np.ndarray], tuple[float, ...]]] = {
     "width/height": (reframe, RATIOS),
     "central window": (window, WINDOWS),

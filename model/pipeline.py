@@ -15,10 +15,12 @@ import keras
 import numpy as np
 from PIL import Image
 
+from model.framing import exposure
 from model.preprocessing import PreprocessSpec, scale
 
 # Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
-AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "scale-margin", "none")
+AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "fov-exposure",
+                 "scale-margin", "none")
 # Width zoom independent of height zoom for ``aspect``: the aspect ratio of the source film is a
 # class shortcut here (train originals: NORMAL 1.23 +- 0.13 wide, PNEUMONIA 1.50 +- 0.23; squashing
 # to a square turns it into a horizontal compression the network can see), so it is jittered.
@@ -47,13 +49,20 @@ class NormalWindow:
     With ``margin`` (``fov-margin``) a film of either class is then, with that probability, shrunk
     into a black margin that adds a random ``margin_fraction`` to its height and width, at a random
     place (a film zoomed out, scanned or exported with a border): a margin stops meaning anything.
-    ``scale-margin`` does that alone (``probability`` 0: no windows, no blur)."""
+    ``scale-margin`` does that alone (``probability`` 0: no windows, no blur).
+
+    With ``exposure`` (``fov-exposure``) a film of either class is, with that probability, given a
+    random gamma, log-uniform in ``gamma`` (a film exposed or processed otherwise: brighter or darker
+    mid-tones, same black and white). Brighter mid-tones read as PNEUMONIA to models trained without
+    it (``scripts.framing_shortcut``'s exposure check)."""
 
     probability: float = 0.5
     fraction: tuple[float, float] = (0.65, 0.95)
     neutral: bool = False
     margin: float = 0.0
     margin_fraction: tuple[float, float] = (0.05, 0.5)
+    exposure: float = 0.0
+    gamma: tuple[float, float] = (0.6, 1.0 / 0.6)
 
     def __call__(self, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Grey images ``(N, H, W)`` (float32, 0..255) with some films re-framed (and others blurred alike)."""
@@ -77,14 +86,17 @@ class NormalWindow:
             small = np.asarray(Image.fromarray(out[i], mode="F").resize((w, h), Image.Resampling.BILINEAR))
             out[i] = 0.0
             out[i, top:top + h, left:left + w] = small
+        for i in np.flatnonzero(rng.random(len(out)) < self.exposure):
+            out[i] = exposure(out[i], float(np.exp(rng.uniform(*np.log(self.gamma)))))
         return out
 
 
 def normal_window(name: str) -> NormalWindow | None:
     """The counterfactual part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-margin``,
-    ``scale-margin``)."""
+    ``fov-exposure``, ``scale-margin``)."""
     return {"fov": NormalWindow(), "fov-neutral": NormalWindow(neutral=True),
             "fov-margin": NormalWindow(neutral=True, margin=0.25),
+            "fov-exposure": NormalWindow(neutral=True, exposure=0.5),
             "scale-margin": NormalWindow(probability=0.0, margin=0.25)}.get(name)
 
 
@@ -92,8 +104,8 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     """Augmentation preset: ``seed`` (the original recipe), ``xray`` (no flip, milder geometry,
     brightness/contrast jitter for scanner differences), ``aspect`` (``xray`` with the width zoomed
     independently of the height, against the aspect-ratio shortcut), ``scale`` (``aspect`` with
-    strong zoom-in, against the field-of-view shortcut), ``fov``, ``fov-neutral``, ``fov-margin`` and
-    ``scale-margin`` (``scale``; the trainer adds :class:`NormalWindow`) or ``none``."""
+    strong zoom-in, against the field-of-view shortcut), ``fov``, ``fov-neutral``, ``fov-margin``,
+    ``fov-exposure`` and ``scale-margin`` (``scale``; the trainer adds :class:`NormalWindow`) or ``none``."""
     if name == "none":
         return None
     if name == "seed":

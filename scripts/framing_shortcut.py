@@ -21,12 +21,15 @@ as a tighter collimation would be) and from the film already at input size, enla
 as a training-time window is). A model that answers differently reads the blur, not the framing.
 And the black-margin check: specificity and sensitivity when every film is shown inside a black
 margin of 10 / 20 / 40 % (``model.framing.border``; not pooled into the AUC or the threshold).
+And the exposure check: the same with every film's mid-tones brightened or darkened by a gamma of
+0.5-2 (``model.framing.exposure``; not pooled either): test-era films have brighter mid-tones.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,12 +37,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from model.evaluate import validation_samples  # noqa: E402
-from model.framing import FRAMINGS, Counterfactuals, border, original_size, window  # noqa: E402
+from model.framing import FRAMINGS, Counterfactuals, border, exposure, original_size, window  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
 from model.preprocessing import decode_gray, resize_films, resize_gray  # noqa: E402
 
 CUE_WINDOWS = (0.8, 0.7)
 MARGINS = (0.1, 0.2, 0.4)
+GAMMAS = (0.5, 0.67, 0.8, 1.25, 1.5, 2.0)
 
 
 def counterfactuals(model: Predictor, data: Path) -> Counterfactuals:
@@ -77,12 +81,15 @@ def resampling_cue(model: Predictor, films: list[np.ndarray], labels: np.ndarray
     return cue
 
 
-def margin_check(model: Predictor, films: list[np.ndarray], labels: np.ndarray) -> dict[float, tuple[float, float]]:
-    """``{margin: (specificity, sensitivity)}`` at the stored threshold, ``films`` inside a black margin."""
+def altered_check(model: Predictor, films: list[np.ndarray], labels: np.ndarray,
+                  alter: Callable[[np.ndarray, float], np.ndarray], settings: tuple[float, ...]
+                  ) -> dict[float, tuple[float, float]]:
+    """``{setting: (specificity, sensitivity)}`` at the stored threshold, every film altered by
+    ``alter(film, setting)`` (:func:`model.framing.border` or :func:`model.framing.exposure`)."""
     check = {}
-    for fraction in MARGINS:
-        called = model.predict_gray(resize_films([border(f, fraction) for f in films], model.spec)) >= model.threshold
-        check[fraction] = (float(np.mean(~called[labels == 0])), float(np.mean(called[labels == 1])))
+    for setting in settings:
+        called = model.predict_gray(resize_films([alter(f, setting) for f in films], model.spec)) >= model.threshold
+        check[setting] = (float(np.mean(~called[labels == 0])), float(np.mean(called[labels == 1])))
     return check
 
 
@@ -106,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         for fraction, (sharp, enlarged) in resampling_cue(model, films, labels).items():
             print(f"  resampling cue, NORMAL films' central {fraction:.0%}: mean P {sharp:.3f} cut from the "
                   f"original film, {enlarged:.3f} cut at input size and enlarged")
-        for fraction, (specificity, sensitivity) in margin_check(model, films, labels).items():
+        for fraction, (specificity, sensitivity) in altered_check(model, films, labels, border, MARGINS).items():
             print(f"  black margin {fraction:.0%}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
+        for gamma, (specificity, sensitivity) in altered_check(model, films, labels, exposure, GAMMAS).items():
+            print(f"  exposure gamma {gamma:.2f}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
     return 0
 
 

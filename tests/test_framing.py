@@ -13,7 +13,7 @@ from model.metrics import choose_threshold
 from model.pipeline import AUGMENTATIONS, NormalWindow, build_augmenter, normal_window
 from tests.helpers import XRAYS
 from scripts import framing_shortcut
-from model.framing import FRAMINGS, border, reframe, window
+from model.framing import FRAMINGS, border, exposure, reframe, window
 
 
 def test_reframe_keeps_the_height_and_sets_the_ratio() -> None:
@@ -29,6 +29,13 @@ def test_border_adds_a_black_margin() -> None:
     framed = border(film, 0.2)
     assert framed.shape == (120, 240) and np.array_equal(framed[10:110, 20:220], film)
     assert framed.sum() == film.sum()
+
+
+def test_exposure_moves_the_mid_tones_and_keeps_black_and_white() -> None:
+    film = np.array([[0, 64, 128, 255]], np.uint8)
+    assert np.array_equal(exposure(film, 0.5), [[0, 128, 181, 255]]) and exposure(film, 0.5).dtype == np.uint8
+    assert np.array_equal(exposure(film, 2.0), [[0, 16, 64, 255]])
+    assert np.allclose(exposure(film.astype(np.float32), 1.0), film)
 
 
 def test_window_keeps_the_centre() -> None:
@@ -131,6 +138,22 @@ def test_margin_presets_put_films_of_either_class_inside_a_black_margin(preset: 
     assert np.all(out[~margined] == 200.0), "without a margin only the window and blur apply"
     if preset == "scale-margin":
         assert np.all(out[margined].max(axis=(1, 2)) == 200.0) and normal_window(preset).probability == 0
+
+def test_fov_exposure_moves_the_mid_tones_of_either_class_alike() -> None:
+    assert normal_window("fov-exposure") == NormalWindow(neutral=True, exposure=0.5)
+    assert "fov-exposure" in AUGMENTATIONS and build_augmenter("fov-exposure") is not None
+    films = np.full((800, 8, 8), 128.0, dtype=np.float32)
+    films[:, 0, 0], films[:, -1, -1] = 0.0, 255.0
+    labels = np.repeat([0, 1], 400)
+    out = NormalWindow(probability=0.0, exposure=0.5)(films, labels, np.random.default_rng(3))
+    mid = out[:, 4, 4]
+    exposed = mid != 128.0
+    for label in (0, 1):
+        assert 160 <= (exposed & (labels == label)).sum() <= 240, "each class is exposed equally often"
+    assert (mid > 128).sum() > 150 and (mid < 128).sum() > 150, "brighter and darker alike"
+    assert mid.min() >= 255 * (128 / 255) ** (1 / 0.6) - 0.01 and mid.max() <= 255 * (128 / 255) ** 0.6 + 0.01
+    assert np.all(out[:, 0, 0] == 0.0) and np.all(out[:, -1, -1] == 255.0)
+
 
 def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
     """A model fooled by framing (its score grows with the film's width) and the pooled rule."""
