@@ -1,7 +1,7 @@
 """Evaluate one model or an ensemble on a labelled folder.
 
 ``python -m model.evaluate --model PATH [--model PATH ...] --data DIR [--split validation]
-[--threshold T] [--json OUT] [--plots DIR]``
+[--threshold T] [--json OUT] [--plots DIR] [--predictions CSV]``
 
 DIR is a Kaggle-layout root (its ``test/``, ``external/`` or ``val/`` folder, in that order) or a folder
 with ``NORMAL/`` and ``PNEUMONIA/`` inside. ``--split validation`` instead re-creates the models' own
@@ -9,12 +9,14 @@ patient-level validation split from DIR's ``train/`` folder (the split checkpoin
 chosen on) and also reports the threshold the threshold rule picks there, e.g. for an ensemble.
 Metrics are reported at the models' (mean) stored threshold or ``--threshold`` (top-level keys of the
 JSON) and at 0.5 (under ``at_0.5``), with 95 % intervals from 1,000 patient-level bootstrap resamples
-(under ``ci95``).
+(under ``ci95``). ``--predictions`` writes one row per image (file, label, probability, call), for
+reading which films a model gets wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -73,8 +75,19 @@ def validation_samples(predictors: list[Predictor], root: Path) -> list[Sample]:
     return val
 
 
+def write_predictions(path: Path, samples: list[Sample], probs: np.ndarray, threshold: float,
+                      names: list[str]) -> None:
+    """One CSV row per image: file name, label, probability of PNEUMONIA, the call at ``threshold``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["file", "label", "probability", "called"])
+        for sample, prob in zip(samples, probs):
+            out.writerow([sample.path.name, names[sample.label], f"{prob:.6f}", names[int(prob >= threshold)]])
+
+
 def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None, split: str | None = None,
-             threshold: float | None = None) -> dict[str, Any]:
+             threshold: float | None = None, predictions: Path | None = None) -> dict[str, Any]:
     """Metrics of the (mean-probability ensemble of the) models on ``data`` (or its validation split)."""
     predictors = [Predictor(p) for p in model_paths]
     if split == "validation":
@@ -104,6 +117,8 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
         model_versions=[p.version for p in predictors],
         threshold_rule=predictors[0].metadata["threshold_rule"],
     )
+    if predictions is not None:
+        write_predictions(predictions, kept, probs, threshold, predictors[0].class_names)
     if plots_dir is not None:
         from model import plots
 
@@ -142,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, help="operating threshold instead of the stored one")
     parser.add_argument("--json", type=Path, help="write the metrics here")
     parser.add_argument("--plots", type=Path, help="write ROC, confusion matrix and reliability PNGs here")
+    parser.add_argument("--predictions", type=Path, help="write each image's probability and call here (CSV)")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.model, args.data, args.plots, args.split, args.threshold)
+        result = evaluate(args.model, args.data, args.plots, args.split, args.threshold, args.predictions)
     except (DatasetError, ModelArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

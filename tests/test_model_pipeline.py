@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -42,7 +43,8 @@ def test_evaluate_prints_and_writes_every_metric(tiny_model: Path, tmp_path: Pat
     out = tmp_path / "metrics.json"
     proc = subprocess.run(
         [sys.executable, "-m", "model.evaluate", "--model", str(tiny_model), "--model", str(tiny_model),
-         "--data", str(XRAYS), "--json", str(out), "--plots", str(tmp_path / "plots")],
+         "--data", str(XRAYS), "--json", str(out), "--plots", str(tmp_path / "plots"),
+         "--predictions", str(tmp_path / "predictions.csv")],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -57,6 +59,12 @@ def test_evaluate_prints_and_writes_every_metric(tiny_model: Path, tmp_path: Pat
         assert lo <= result[name] <= hi
     for name in ("roc.png", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
+    with open(tmp_path / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["file"] for r in rows) == sorted(p.name for p in XRAYS.rglob("*.jpeg"))
+    cm = result["confusion_matrix"]
+    assert sum(r["label"] == r["called"] == "PNEUMONIA" for r in rows) == cm["tp"]
+    assert sum(r["label"] == "NORMAL" != r["called"] for r in rows) == cm["fp"]
 
 
 def test_evaluate_recreates_the_validation_split(tiny_model: Path, tiny_dataset: Path, tmp_path: Path) -> None:

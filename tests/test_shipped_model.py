@@ -5,7 +5,7 @@ Known weakness (documentation/MODEL_CARD.md): on test-era films the model still 
 at its validation-chosen threshold; it gets 13 of the 16 fixtures right (3 tight NORMAL films called
 PNEUMONIA, probabilities 0.43-0.70 against the threshold 0.263; the models shipped before it: 3, 4,
 5, 5, 5 and 4).
-The test pins that floor so a regression shows, and requires every PNEUMONIA fixture.
+The test pins that count (at most 3 wrong) so a regression shows, and requires every PNEUMONIA fixture.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_fixture_xrays_are_classified(predictor: Predictor) -> None:
                  for path, label in fixture_images()}
     wrong = {name: pair for name, pair in predicted.items() if pair[0] != pair[1]}
     assert all(truth == "NORMAL" for _, truth in wrong.values()), f"missed pneumonia: {wrong}"
-    assert len(wrong) <= 5, f"misclassified: {wrong}"
+    assert len(wrong) <= 3, f"misclassified: {wrong}"
 
 
 def test_onnx_engine_matches_keras(shipped_model: Path) -> None:
