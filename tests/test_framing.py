@@ -139,6 +139,7 @@ def test_margin_presets_put_films_of_either_class_inside_a_black_margin(preset: 
     if preset == "scale-margin":
         assert np.all(out[margined].max(axis=(1, 2)) == 200.0) and normal_window(preset).probability == 0
 
+
 def test_fov_exposure_moves_the_mid_tones_of_either_class_alike() -> None:
     assert normal_window("fov-exposure") == NormalWindow(neutral=True, exposure=0.5)
     assert "fov-exposure" in AUGMENTATIONS and build_augmenter("fov-exposure") is not None
