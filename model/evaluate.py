@@ -48,7 +48,8 @@ from model.preprocessing import resize_films  # noqa: E402
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "brier")
 
 
-def _data_folder(root: Path) -> Path:
+def data_folder(root: Path) -> Path:
+    """The labelled folder of ``root``: its ``test/``, ``external/`` or ``val/`` split, or ``root`` itself."""
     for split in ("test", "external", "val"):
         if (root / split).is_dir():
             return root / split
@@ -94,7 +95,7 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
         folder = Path(data)
         samples = validation_samples(predictors, folder)
     else:
-        folder = _data_folder(Path(data))
+        folder = data_folder(Path(data))
         samples = list_samples(folder)
     grays: dict = {}
     for spec in {p.spec for p in predictors}:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from model.artifacts import REQUIRED_METADATA, ModelArtifactError, load_metadata, metadata_path
 from model.predictor import Predictor
@@ -119,8 +120,6 @@ def test_gradcam_overlay_on_a_real_xray(shipped_model: Path) -> None:
     """On the shipped model: a one-epoch toy model predicts a constant and has no map to show."""
     import io
 
-    from PIL import Image
-
     from model.gradcam import GradCam
     from model.preprocessing import load_gray, scale
 
@@ -151,6 +150,24 @@ def test_gradcam_focus_measures_the_map_near_the_edge(tiny_model: Path, tiny_dat
     assert gradcam_focus.band_share(np.zeros((6, 6)), 96) is None
     assert gradcam_focus.main(["--model", str(tiny_model), "--data", str(tiny_dataset), "--films", "3"]) == 0
     assert "outer band 0.125 of the side (44% of the area)" in capsys.readouterr().out
+
+
+def test_error_gallery_shows_the_most_confident_errors(tiny_model: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from scripts import error_gallery
+
+    labels, probs = np.array([0, 0, 1, 1, 0]), np.array([0.9, 0.2, 0.1, 0.8, 0.6])
+    assert error_gallery.confident_errors(labels, probs, 0.5, 5) == [0, 2, 4]
+    assert error_gallery.confident_errors(labels, probs, 0.5, 2) == [0, 2]
+    assert error_gallery.confident_errors(labels, probs, 0.0, 5) == [0, 4, 1]  # every NORMAL film is called wrongly
+    out = tmp_path / "errors.png"
+    assert error_gallery.main(["--model", str(tiny_model), "--data", str(XRAYS), "--output", str(out),
+                               "--films", "5", "--threshold", "0"]) == 0
+    shown = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert len(shown) == 5 and all(label == "NORMAL" for _, label, _ in shown)
+    size = Predictor(tiny_model).spec.input_size
+    assert Image.open(out).size == (4 * size, 2 * (size + error_gallery.CAPTION))
+
 
 def test_learning_rate_schedules() -> None:
     from model.training import TrainConfig, _schedule
