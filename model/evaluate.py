@@ -81,7 +81,7 @@ def write_predictions(path: Path, samples: list[Sample], probs: np.ndarray, thre
     """One CSV row per image: file name, label, probability of PNEUMONIA, the call at ``threshold``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
-        out = csv.writer(fh)
+        out = csv.writer(fh, lineterminator="\n")
         out.writerow(["file", "label", "probability", "called"])
         for sample, prob in zip(samples, probs):
             out.writerow([sample.path.name, names[sample.label], f"{prob:.6f}", names[int(prob >= threshold)]])
