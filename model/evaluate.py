@@ -41,7 +41,7 @@ from model.data import (  # noqa: E402
     resolve_split_dir,
 )
 from model.framing import Counterfactuals  # noqa: E402
-from model.metrics import binary_metrics, bootstrap_intervals  # noqa: E402
+from model.metrics import binary_metrics, bootstrap_intervals, near_best_thresholds  # noqa: E402
 from model.predictor import Predictor, ensemble_probabilities  # noqa: E402
 from model.preprocessing import resize_films  # noqa: E402
 
@@ -111,6 +111,7 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
             predictors, {spec: resize_films(films, spec) for spec in grays}))
         result["rule_threshold"] = cf.threshold(labels, probs, predictors[0].metadata["config"]["min_sensitivity"])
         result["framing_auc"] = cf.pooled_auc
+        result["rule_near_best"] = list(near_best_thresholds(*cf.pooled(labels, probs)))
     result.update(
         data=str(folder) + (" (validation split of train/)" if split == "validation" else ""),
         class_counts=class_counts(kept),
@@ -142,8 +143,10 @@ def format_report(result: dict[str, Any]) -> str:
         cm = res["confusion_matrix"]
         lines.append(f"confusion at {label}: TN {cm['tn']}  FP {cm['fp']}  FN {cm['fn']}  TP {cm['tp']}")
     if "rule_threshold" in result:
+        low, high = result["rule_near_best"]
         lines.append(f"threshold chosen by the rule on this split: {result['rule_threshold']:.4f} "
-                     f"(framing counterfactuals: pooled ROC AUC {result['framing_auc']:.4f})")
+                     f"(framing counterfactuals: pooled ROC AUC {result['framing_auc']:.4f}); Youden's J "
+                     f"of the pooled films within 0.01 of its best from {low:.4f} to {high:.4f}")
     return "\n".join(lines)
 
 

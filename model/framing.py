@@ -119,8 +119,11 @@ class Counterfactuals:
         """ROC AUC of every re-framed film pooled."""
         return roc_auc(np.tile(self.labels, len(self.probabilities)), np.concatenate(self.probabilities))
 
+    def pooled(self, labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The validation split (``labels``, ``probabilities``) pooled with the counterfactuals."""
+        return (np.r_[np.asarray(labels), np.tile(self.labels, len(self.probabilities))],
+                np.r_[np.asarray(probabilities), *self.probabilities])
+
     def threshold(self, labels: np.ndarray, probabilities: np.ndarray, min_sensitivity: float) -> float:
-        """The threshold rule on the validation split (``labels``, ``probabilities``) pooled with
-        the counterfactuals."""
-        return choose_threshold(np.r_[np.asarray(labels), np.tile(self.labels, len(self.probabilities))],
-                                np.r_[np.asarray(probabilities), *self.probabilities], min_sensitivity)
+        """The threshold rule on the validation split pooled with the counterfactuals."""
+        return choose_threshold(*self.pooled(labels, probabilities), min_sensitivity)

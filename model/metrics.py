@@ -103,6 +103,15 @@ def choose_threshold(y_true: np.ndarray, y_prob: np.ndarray, min_sensitivity: fl
     return float((thresholds[best] + lower) / 2)
 
 
+def near_best_thresholds(y_true: np.ndarray, y_prob: np.ndarray, tolerance: float = 0.01) -> tuple[float, float]:
+    """The lowest and highest score at which Youden's J comes within ``tolerance`` of its maximum:
+    how sharply the data pin the threshold down."""
+    fpr, tpr, thresholds = roc_curve(y_true, y_prob)
+    j = (tpr - fpr)[1:]
+    near = thresholds[1:][j >= j.max() - tolerance]
+    return float(near.min()), float(near.max())
+
+
 def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, threshold: float, groups: list[str],
                         n_resamples: int = 1000, seed: int = 0) -> dict[str, list[float]]:
     """95 % percentile intervals of accuracy, sensitivity, specificity and ROC AUC, resampling

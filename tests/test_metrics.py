@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from model.metrics import average_precision, binary_metrics, bootstrap_intervals, choose_threshold, roc_auc
+from model.metrics import (
+    average_precision,
+    binary_metrics,
+    bootstrap_intervals,
+    choose_threshold,
+    near_best_thresholds,
+    roc_auc,
+)
 
 
 @pytest.fixture(params=[0, 1, 2])
@@ -63,6 +70,15 @@ def test_threshold_separates_perfectly_separable_scores() -> None:
     t = choose_threshold(y, p)
     assert 0.3 < t <= 0.6
     assert binary_metrics(y, p, t)["accuracy"] == 1.0
+
+
+def test_near_best_thresholds_span_the_scores_where_j_is_almost_best() -> None:
+    y = np.r_[np.zeros(100, int), np.ones(100, int)]
+    p = np.r_[np.linspace(0.0, 0.30, 100), np.linspace(0.301, 1.0, 100)]  # separable: J = 1 at 0.301
+    assert near_best_thresholds(y, p, tolerance=0.0) == pytest.approx((0.301, 0.301))
+    low, high = near_best_thresholds(y, p, tolerance=0.05)  # 5 films of either class may be lost
+    assert low == pytest.approx(p[95]) and high == pytest.approx(p[105])
+    assert low < choose_threshold(y, p) < high
 
 
 def test_bootstrap_intervals_bracket_the_point_estimate(vectors: tuple[np.ndarray, np.ndarray]) -> None:

@@ -75,6 +75,8 @@ def test_evaluate_recreates_the_validation_split(tiny_model: Path, tiny_dataset:
     result = evaluate([tiny_model], tiny_dataset, split="validation")
     assert result["class_counts"] == counts and result["n_images"] == sum(counts.values())
     assert 0.0 <= result["rule_threshold"] <= 1.0
+    low, high = result["rule_near_best"]
+    assert 0.0 <= low <= high <= 1.0
     fixed = evaluate([tiny_model], tiny_dataset, split="validation", threshold=0.5)
     assert fixed["threshold"] == 0.5
     assert fixed["confusion_matrix"] == result["at_0.5"]["confusion_matrix"]
