@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from model.data import list_samples, load_arrays  # noqa: E402
+from model.artifacts import ModelArtifactError  # noqa: E402
+from model.data import DatasetError, list_samples, load_arrays  # noqa: E402
 from model.evaluate import data_folder  # noqa: E402
 from model.gradcam import GradCam  # noqa: E402
 from model.predictor import Predictor  # noqa: E402
@@ -68,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--films", type=int, default=8, help="at most this many errors")
     parser.add_argument("--threshold", type=float, help="operating threshold instead of the stored one")
     args = parser.parse_args(argv)
-    model = Predictor(args.model, engine="keras")
-    threshold = model.threshold if args.threshold is None else args.threshold
-    sheet, captions = gallery(model, args.data, args.films, threshold)
+    try:
+        model = Predictor(args.model, engine="keras")
+        threshold = model.threshold if args.threshold is None else args.threshold
+        sheet, captions = gallery(model, args.data, args.films, threshold)
+    except (DatasetError, ModelArtifactError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if sheet is None:
         print(f"{model.version}: no film called wrongly at {threshold:.3f}")
         return 0

@@ -169,6 +169,9 @@ def test_error_gallery_shows_the_most_confident_errors(tiny_model: Path, tmp_pat
     assert len(shown) == 5 and all(label == "NORMAL" for _, label, _ in shown)
     size = Predictor(tiny_model).spec.input_size
     assert Image.open(out).size == (4 * size, 2 * (size + error_gallery.CAPTION))
+    assert error_gallery.main(["--model", str(tiny_model), "--data", str(tmp_path / "none"),
+                               "--output", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err
 
 
 def test_learning_rate_schedules() -> None:
