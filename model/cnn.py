@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=None,
                    help="seed of the patient-level split (default: --seed); fix it to train ensemble members "
                         "with other seeds on one split")
+    p.add_argument("--exclude-train", type=Path, default=None,
+                   help="file of patient ids (one a line) left out of the training side after the split, "
+                        "e.g. to test a confound; the validation split is unchanged (not with --folds)")
     p.add_argument("--folds", type=int, default=0, help="K>=2: patient-grouped K-fold cross-validation")
     p.add_argument("--fold", type=int, default=None,
                    help="with --folds K: train only fold N (1..K), e.g. folds in parallel (no summary; "
@@ -93,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.fold is not None and not 1 <= args.fold <= args.folds:
             print(f"error: --fold {args.fold} needs --folds K with 1 <= {args.fold} <= K", file=sys.stderr)
+            return 2
+        if args.folds and args.exclude_train:
+            print("error: --exclude-train works on one split, not with --folds", file=sys.stderr)
             return 2
         if args.folds:
             run_folds(config, args.folds, args.fold)

@@ -67,6 +67,7 @@ class TrainConfig:
     min_sensitivity: float = 0.95
     val_fraction: float = 0.2
     split_seed: int | None = None
+    exclude_train: Path | None = None
     external: Path | None = None
     limit: int = 0
     mixed_precision: bool = False
@@ -138,7 +139,9 @@ def _predict(model: keras.Model, images: np.ndarray, spec: PreprocessSpec, batch
 
 
 def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[str, Any]:
-    """Train on ``train``, select on ``val``; write model, metadata and reports; return the metadata.
+    """Train on ``train`` (less the patients of ``config.exclude_train``: the validation split and the
+    data fingerprint stay those of the whole data), select on ``val``; write model, metadata and
+    reports; return the metadata.
 
     With ``config.finish`` the training is skipped: the checkpoint and ``history.csv`` already in the
     output folder (a run stopped after its last epoch, or trained elsewhere) are finished instead; the
@@ -150,6 +153,10 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
     spec = config.spec
     out = config.output
     out.mkdir(parents=True, exist_ok=True)
+    data_fp = fingerprint(train + val)  # the data as split, before any exclusion
+    if config.exclude_train is not None:
+        excluded = excluded_patients(config.exclude_train)
+        train = [s for s in train if s.patient not in excluded]
     _print_counts("train", train)
     _print_counts("validation", val)
 
@@ -175,7 +182,6 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
 
     best = keras.saving.load_model(model_path, compile=False)
     best.save(model_path)  # without the optimizer state: a third of the size, all inference needs
-    data_fp = fingerprint(train + val)
     metadata: dict[str, Any] = {
         **identity(config.backbone, config.input_size, data_fp),
         "backbone": config.backbone,
@@ -324,6 +330,14 @@ def _refuse_seen_validation(config: TrainConfig, folds: bool = False) -> None:
                                != (config.val_fraction, config.validation_seed)):
         raise DatasetError(f"{config.weights} was pre-trained on the training side of another split (val fraction "
                            f"{record['val_fraction']}, seed {record['split_seed']}): it saw validation patients")
+
+
+def excluded_patients(path: Path) -> set[str]:
+    """Patient ids (as :func:`model.data.patient_id` writes them), one per line; ``#`` starts a comment."""
+    if not Path(path).is_file():
+        raise DatasetError(f"exclusion list not found: {path}")
+    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
+    return {line.upper() for line in lines if line}
 
 
 def train_once(config: TrainConfig) -> dict[str, Any]:

@@ -190,13 +190,35 @@ def test_trainer_cli_help_and_bad_weights(tmp_path: Path, tiny_dataset: Path) ->
     assert help_text.returncode == 0
     for option in ("--backbone", "--input-size", "--epochs", "--batch-size", "--learning-rate",
                    "--fine-tune-layers", "--weights", "--seed", "--folds", "--class-weight", "--split-seed",
-                   "--fold", "--finish"):
+                   "--fold", "--finish", "--exclude-train"):
         assert option in help_text.stdout
     proc = subprocess.run([sys.executable, "-m", "model.cnn", "--data", str(tiny_dataset), "--output", str(tmp_path),
                            "--weights", str(tmp_path / "missing.h5"), "--input-size", "64", "--epochs", "1"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "weights file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_exclude_train_leaves_patients_out_of_the_training_side_only(tiny_dataset: Path, tiny_model: Path,
+                                                                    tmp_path: Path) -> None:
+    from model import cnn
+    from model.data import list_samples, patient_split
+
+    train, _ = patient_split(list_samples(tiny_dataset / "train"), 0.3, 42)
+    dropped = train[0].patient
+    listing = tmp_path / "exclude.txt"
+    listing.write_text(f"# a comment\n{dropped.lower()}\n")
+    options = ["--data", str(tiny_dataset), "--backbone", "mobilenetv2", "--weights", "none", "--input-size", "32",
+               "--epochs", "1", "--batch-size", "8", "--val-fraction", "0.3", "--exclude-train", str(listing)]
+    assert cnn.main([*options, "--output", str(tmp_path / "run")]) == 0
+    metadata, reference = load_metadata(tmp_path / "run" / "best_model.keras"), load_metadata(tiny_model)
+    assert sum(metadata["training_counts"].values()) == len(train) - sum(s.patient == dropped for s in train)
+    assert metadata["validation_counts"] == reference["validation_counts"]
+    assert metadata["data_fingerprint"] == reference["data_fingerprint"]  # same data, same split
+    assert metadata["config"]["exclude_train"] == str(listing)
+    assert cnn.main([*options, "--output", str(tmp_path / "folds"), "--folds", "2"]) == 2
+    listing.unlink()
+    assert cnn.main([*options, "--output", str(tmp_path / "missing")]) == 2
 
 
 def test_kfold_cross_validation_summarises_each_fold(tiny_dataset: Path, tmp_path: Path) -> None:
