@@ -334,9 +334,9 @@ def _refuse_seen_validation(config: TrainConfig, folds: bool = False) -> None:
 
 def excluded_patients(path: Path) -> set[str]:
     """Patient ids (as :func:`model.data.patient_id` writes them), one per line; ``#`` starts a comment."""
-    if not Path(path).is_file():
+    if not path.is_file():
         raise DatasetError(f"exclusion list not found: {path}")
-    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
     return {line.upper() for line in lines if line}
 
 
