@@ -35,7 +35,8 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def run(data: Path, model_path: Path, store: ResultStore, batch_size: int = 32) -> Counter:
-    """Predict every image and store one record each; returns counts by label (and ``skipped``)."""
+    """Predict every image and store one record each; returns counts by label (and ``skipped``, and
+    ``atypical``: films unlike the training films, :mod:`model.atypicality`)."""
     from model.predictor import Predictor
 
     predictor = Predictor(model_path)
@@ -54,15 +55,17 @@ def run(data: Path, model_path: Path, store: ResultStore, batch_size: int = 32) 
             batch.append((path, hashlib.sha256(raw).hexdigest()))
         if not batch:
             continue
-        probs = predictor.predict_gray(np.stack(grays))
-        for (path, digest), prob in zip(batch, probs):
+        probs, atypicality = predictor.assess_gray(np.stack(grays))
+        for i, ((path, digest), prob) in enumerate(zip(batch, probs)):
             record = PredictionRecord(
                 label=predictor.label(float(prob)), probability=float(prob), threshold=predictor.threshold,
                 model_version=predictor.version, image_sha256=digest, source="batch", file_name=path.name,
+                atypicality=None if atypicality is None else float(atypicality[i]),
             )
             store.save(record)
             counts[record.label] += 1
-            print(f"{record.id}  {record.label:<9}  {prob:.4f}  {path}")
+            counts["atypical"] += bool(record.atypical)
+            print(f"{record.id}  {record.label:<9}  {prob:.4f}  {'atypical  ' if record.atypical else ''}{path}")
     return counts
 
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as exc:
         print(f"error: Redis failed during the run: {exc}", file=sys.stderr)
         return 3
-    total = sum(v for k, v in counts.items() if k != "skipped")
+    total = sum(v for k, v in counts.items() if k not in ("skipped", "atypical"))
     print(f"stored {total} results: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
 

@@ -31,11 +31,17 @@ class PredictionRecord:
     source: str = "api"
     file_name: str = ""
     owner: str = ""
+    atypicality: float | None = None  # model.atypicality: 1 or more = unlike the training films
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 
+    @property
+    def atypical(self) -> bool | None:
+        """Whether the film looked unlike the training films (None: the model has no statistics)."""
+        return None if self.atypicality is None else self.atypicality >= 1.0
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "atypical": self.atypical}
 
 
 def redis_from_env(url: str | None = None, password: str | None = None, timeout: float = 2.0) -> redis.Redis:
@@ -70,7 +76,7 @@ class ResultStore:
     def save(self, record: PredictionRecord) -> None:
         """Store one record (raises ``redis.RedisError`` when Redis is unavailable)."""
         now = time.time()
-        mapping = {k: str(v) for k, v in record.to_dict().items()}
+        mapping = {k: str(v) for k, v in asdict(record).items() if v is not None}
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.key(record.id), mapping=mapping)
         pipe.expire(self.key(record.id), self.ttl_seconds)
@@ -107,4 +113,6 @@ def _record(data: dict[str, str]) -> PredictionRecord:
     values: dict[str, Any] = {k: v for k, v in data.items() if k in names}
     values["probability"] = float(values["probability"])
     values["threshold"] = float(values["threshold"])
+    if "atypicality" in values:
+        values["atypicality"] = float(values["atypicality"])
     return PredictionRecord(**values)

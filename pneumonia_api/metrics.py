@@ -13,6 +13,9 @@ PROBABILITY = Histogram(
     "pneumonia_prediction_probability", "Predicted probability of pneumonia (drift watch).",
     buckets=tuple(round(0.1 * i, 1) for i in range(1, 11)),
 )
+ATYPICAL = Counter(
+    "pneumonia_atypical_predictions_total", "Predictions on films unlike the training films (atypicality >= 1).",
+)
 REJECTED = Counter("pneumonia_rejected_uploads_total", "Uploads rejected before inference, by reason.", ["reason"])
 DECODE_FAILURES = Counter("pneumonia_image_decode_failures_total", "Uploads that could not be decoded as images.")
 REDIS_ERRORS = Counter("pneumonia_redis_errors_total", "Failed Redis operations by operation.", ["operation"])

@@ -65,15 +65,19 @@ class PredictionService:
         """Classify image bytes (raises ``ImageDecodeError`` for bad input) and try to store it."""
         gray = load_gray(data, self.predictor.spec)
         started = time.perf_counter()
-        probability = float(self.predictor.predict_gray(gray[None])[0])
+        probabilities, atypicality = self.predictor.assess_gray(gray[None])
         elapsed = time.perf_counter() - started
         metrics.INFERENCE_SECONDS.observe(elapsed)
+        probability = float(probabilities[0])
         record = PredictionRecord(
             label=self.predictor.label(probability), probability=probability, threshold=self.predictor.threshold,
             model_version=self.predictor.version, image_sha256=hashlib.sha256(data).hexdigest(), owner=owner,
+            atypicality=None if atypicality is None else float(atypicality[0]),
         )
         metrics.PREDICTIONS.labels(record.label).inc()
         metrics.PROBABILITY.observe(probability)
+        if record.atypical:
+            metrics.ATYPICAL.inc()
         result = Prediction(record, elapsed * 1000, self._store(record))
         if heatmap:
             result.heatmap_png = self._explain(gray)

@@ -4,7 +4,8 @@
 # training side of the patient-level split, then 15 more epochs from it (`--init`, a fresh cosine
 # schedule from 5e-4); the longer backbone fine-tuned in full (`--full-fine-tune`) with
 # `--augment fov-neutral` (seed 43), the 20-epoch one with `--augment fov-margin` (seed 42), both on
-# the split of seed 42; then the two members' ensemble (threshold by the pooled rule, metadata, ONNX).
+# the split of seed 42; then the two members' ensemble (threshold by the pooled rule, metadata, ONNX)
+# and its atypicality statistics (`model.atypicality`: the warning for films unlike the training films).
 #
 # Usage: scripts/train_model.sh DATA OUT [model.cnn options for both members, e.g. --weights imagenet]
 #   DATA  Kaggle-layout root (train/ is used; the validation split is carved from it by patient)
@@ -16,7 +17,7 @@
 # runs (their --val-fraction and --split-seed must match the model's: the trainer refuses a backbone
 # that saw its validation patients).
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,17p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,18p' "$0"; exit 2; }
 DATA=$1 OUT=$2
 shift 2
 PY=${PY:-.venv/bin/python}
@@ -41,3 +42,4 @@ member=(--data "$DATA" "${report[@]}" --backbone mobilenetv2 --full-fine-tune --
 "$PY" -m model.cnn "${member[@]}" --weights "$short" --augment fov-margin --output "$OUT/member_fov_margin" "$@"
 "$PY" -m model.ensemble --model "$OUT/member_fov_neutral/best_model.keras" \
   --model "$OUT/member_fov_margin/best_model.keras" --data "$DATA" "${report[@]}" --output "$OUT/model/best_model.keras"
+"$PY" -m model.atypicality --model "$OUT/model/best_model.keras" --data "$DATA" "${report[@]}"

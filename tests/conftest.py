@@ -87,6 +87,18 @@ def tiny_model(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
+def tiny_model_with_statistics(tiny_model: Path, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``tiny_model`` (model, metadata, ONNX) with its atypicality statistics fitted."""
+    from model.atypicality import fit_model
+
+    out = tmp_path_factory.mktemp("tiny_model_with_statistics") / tiny_model.name
+    for suffix in (".keras", ".json", ".onnx"):
+        shutil.copy(tiny_model.with_suffix(suffix), out.with_suffix(suffix))
+    fit_model(out, tiny_dataset)
+    return out
+
+
+@pytest.fixture(scope="session")
 def shipped_model() -> Path:
     """The model committed under ``models/`` (what the API and ``make up`` serve)."""
     path = Path(os.environ.get("MODEL_PATH", REPO / "models" / "best_model.keras"))

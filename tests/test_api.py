@@ -29,9 +29,9 @@ def _png(img: Image.Image) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def api_app(tiny_model: Path, module_redis: RedisServer):
+def api_app(tiny_model_with_statistics: Path, module_redis: RedisServer):
     """One API app (the model loads once) for the module; Redis is emptied before each test."""
-    settings = ApiSettings(model_path=str(tiny_model), redis_url=module_redis.url,
+    settings = ApiSettings(model_path=str(tiny_model_with_statistics), redis_url=module_redis.url,
                            redis_password=module_redis.password, api_token=TOKEN, max_upload_bytes=2_000_000)
     app = create_app(settings)
     app.config["redis_server"] = module_redis
@@ -56,8 +56,10 @@ def test_predict_multipart_then_fetch_result(api: FlaskClient) -> None:
     assert body["label"] in ("NORMAL", "PNEUMONIA") and 0 <= body["probability"] <= 1
     assert body["stored"] is True and body["threshold"] > 0 and body["model_version"]
     assert "file_name" not in body and body["inference_ms"] > 0
+    assert body["atypicality"] >= 0 and body["atypical"] == (body["atypicality"] >= 1)
     fetched = api.get(f"/results/{body['id']}", headers=AUTH).json
     assert fetched["label"] == body["label"] and fetched["probability"] == pytest.approx(body["probability"])
+    assert (fetched["atypicality"], fetched["atypical"]) == (pytest.approx(body["atypicality"]), body["atypical"])
     assert fetched["file_name"] == ""  # the client's file name is never stored
     listed = api.get("/results?limit=5", headers=AUTH).json["results"]
     assert listed[0]["id"] == body["id"]
@@ -143,6 +145,7 @@ def test_health_and_metrics_need_no_token(api: FlaskClient) -> None:
     api.post("/predict", data=XRAY.read_bytes(), headers=AUTH)
     text = api.get("/metrics").get_data(as_text=True)
     assert "pneumonia_predictions_total" in text and "http_requests_total" in text
+    assert "pneumonia_atypical_predictions_total" in text
 
 
 def test_unknown_result_and_bad_limit(api: FlaskClient) -> None:

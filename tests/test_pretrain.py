@@ -14,6 +14,7 @@ import numpy as np
 from model.artifacts import load_metadata
 from model.cnn import build_parser
 from model.data import list_samples, patient_split
+from model.predictor import Predictor
 from model.pretrain import nt_xent, pair_accuracy
 from tests.helpers import REPO
 
@@ -105,7 +106,8 @@ def test_pretrain_refuses_an_output_the_trainer_cannot_read(tmp_path: Path) -> N
 def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: Path) -> None:
     """``scripts/train_model.sh`` (``make model`` and the AWS training host), shrunk by the caller's options:
     a self-supervised pre-training continued from itself, the longer backbone fine-tuned in full with
-    ``fov-neutral`` (seed 43) and the shorter with ``fov-margin``, then the two members' ensemble."""
+    ``fov-neutral`` (seed 43) and the shorter with ``fov-margin``, then the two members' ensemble and
+    its atypicality statistics."""
     env = {"PATH": "/usr/bin:/bin", "PY": sys.executable, "EXTERNAL": str(tiny_dataset / "train"),
            "PRETRAIN_ARGS": "--input-size 64 --epochs 1 --batch-size 4 --val-fraction 0.3"}
     proc = subprocess.run(["scripts/train_model.sh", str(tiny_dataset), str(tmp_path), "--input-size", "64",
@@ -125,5 +127,7 @@ def test_recipe_script_pretrains_then_fine_tunes(tiny_dataset: Path, tmp_path: P
     assert "--init " + short in continued["command"] and "--output " + short in continued["init"]["command"]
     assert "init" not in metadata["members"][1]["pretraining"]
     assert "external_metrics" in metadata and (tmp_path / "model" / "best_model.onnx").is_file()
+    assert {"validation", "external"} <= set(metadata["atypicality"])
+    assert Predictor(tmp_path / "model" / "best_model.keras").atypicality is not None
     usage = subprocess.run(["scripts/train_model.sh"], cwd=REPO, capture_output=True, text=True)
     assert usage.returncode == 2 and "Usage" in usage.stdout

@@ -52,11 +52,27 @@ def test_fixture_xrays_are_classified(predictor: Predictor) -> None:
 def test_onnx_engine_matches_keras(shipped_model: Path) -> None:
     import numpy as np
 
-    from model.preprocessing import preprocess_bytes
+    from model.preprocessing import load_gray, preprocess_bytes
 
     onnx_engine, keras_engine = Predictor(shipped_model, engine="onnx"), Predictor(shipped_model, engine="keras")
     x = np.stack([preprocess_bytes(p.read_bytes(), onnx_engine.spec) for p, _ in fixture_images()])
     assert np.max(np.abs(onnx_engine.predict_inputs(x) - keras_engine.predict_inputs(x))) <= 1e-4
+    grays = np.stack([load_gray(p.read_bytes(), onnx_engine.spec) for p, _ in fixture_images()])
+    np.testing.assert_allclose(onnx_engine.assess_gray(grays)[1], keras_engine.assess_gray(grays)[1], rtol=1e-3)
+
+
+def test_atypicality_is_fitted_and_flags_films_that_are_not_chest_films(predictor: Predictor) -> None:
+    """About 5 % of validation films are atypical by construction; a blank, a black or a noise square,
+    which the model calls PNEUMONIA with confidence, must be."""
+    import numpy as np
+
+    validation = predictor.metadata["atypicality"]["validation"]
+    assert validation["flagged_fraction"] == pytest.approx(0.05, abs=0.005)
+    assert validation["error_rate_flagged"] > validation["error_rate_unflagged"]
+    size = predictor.spec.input_size
+    noise = np.random.default_rng(0).integers(0, 256, (size, size), dtype=np.uint8)
+    squares = np.stack([np.full((size, size), 128, np.uint8), np.zeros((size, size), np.uint8), noise])
+    assert np.all(predictor.assess_gray(squares)[1] >= 1.0)
 
 
 def test_api_worker_with_onnx_needs_no_tensorflow(shipped_model: Path) -> None:

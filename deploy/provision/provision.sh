@@ -233,7 +233,7 @@ role_training() {
   # The shipped model's recipe; the official test split is reported only.
   # shellcheck disable=SC2086 # TRAINING_ARGS is a list of model.cnn options
   PY="$VENV/bin/python" EXTERNAL="$data/chest_xray/test" scripts/train_model.sh "$data/chest_xray" "$out" $TRAINING_ARGS
-  for f in best_model.keras best_model.json best_model.onnx; do
+  for f in best_model.keras best_model.json best_model.onnx best_model.atypicality.npz; do
     [ ! -f "$out/model/$f" ] || aws s3 cp "$out/model/$f" "s3://$MODEL_BUCKET/models/latest/$f"
   done
   log "model uploaded to s3://$MODEL_BUCKET/models/latest/"
