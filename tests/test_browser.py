@@ -1,5 +1,5 @@
 """A real browser: headless Chromium drives the UI through Nginx: sign in, upload -> result page with
-heat-map, history, sign out."""
+heat-map, history, sign out; an atypical film's warning."""
 
 from __future__ import annotations
 
@@ -76,6 +76,37 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     assert "/sign-in" in browser.current_url and result_id not in browser.page_source
 
 
+def _upload_as_alice(browser, url: str, image: Path) -> None:
+    """Sign in as the clinician and upload ``image``; returns on the result page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    assert browser.current_url.startswith(url + "sign-in")
+    browser.find_element(By.ID, "username").send_keys("alice")
+    browser.find_element(By.ID, "password").send_keys(ACCOUNTS["alice"][1])
+    browser.find_element(By.ID, "signin").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signed-in-as")))
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.ID, "verdict")))
+
+
+def test_atypical_film_gets_a_warning(stack: Stack, browser, tmp_path: Path) -> None:
+    """A blank grey square is no chest film: the shipped model calls it PNEUMONIA, and the page says
+    that the film is unlike the training films."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (512, 512), 128).save(blank)
+    _upload_as_alice(browser, stack.config.url, blank)
+    assert "Atypical film." in browser.find_element(By.ID, "atypical").text
+    browser.save_screenshot(str(SCREENSHOTS / "ui_atypical.png"))
+    browser.find_element(By.LINK_TEXT, "My results").click()
+    assert "atypical" in browser.find_element(By.ID, "results").text
+
 
 def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
     from selenium.webdriver.common.by import By
@@ -131,17 +162,7 @@ def test_sign_in_and_upload_over_https(tls_proxy: str, browser) -> None:
     """Over HTTPS Flask-WTF also requires a same-site Referer on every form post; the UI's
     Referrer-Policy (same-origin) lets the browser send it, so a doctor can sign in and upload."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(tls_proxy)
-    assert browser.current_url.startswith(tls_proxy + "sign-in")
-    browser.find_element(By.ID, "username").send_keys("alice")
-    browser.find_element(By.ID, "password").send_keys(ACCOUNTS["alice"][1])
-    browser.find_element(By.ID, "signin").click()
-    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signed-in-as")))
+    _upload_as_alice(browser, tls_proxy, fixture_images()[0][0])
     assert {c["name"]: c["secure"] for c in browser.get_cookies()}["pneumonia_session"] is True
-    browser.find_element(By.ID, "file").send_keys(str(fixture_images()[0][0]))
-    browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.ID, "verdict")))
     assert browser.find_element(By.ID, "label").text in ("NORMAL", "PNEUMONIA")
