@@ -81,8 +81,7 @@ class Atypicality:
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of each row to the nearer class mean."""
         features = np.asarray(features, dtype=np.float64)
-        return np.min([np.einsum("ij,jk,ik->i", features - m, self.precision, features - m) for m in self.means],
-                      axis=0)
+        return np.min([((features - m) @ self.precision * (features - m)).sum(axis=1) for m in self.means], axis=0)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Atypicality: the distance in units of the threshold (1 or more: atypical)."""

@@ -3,7 +3,8 @@
 ``python -m scripts.bench_inference [--model models/best_model.keras] [--seconds 5]``
 
 Prints batch-1 latency and batch-32 throughput for Keras ``predict``, ``predict_on_batch``, an
-eager call, a ``tf.function``, a ``tf.function`` compiled by XLA and ONNX Runtime, each as a ratio to
+eager call, a ``tf.function``, a ``tf.function`` compiled by XLA and ONNX Runtime (also with the
+atypicality score, when the model has its statistics), each as a ratio to
 Keras ``predict``; the max abs probability difference to
 Keras; this CPU's fp32 matmul GFLOP/s, the model's FLOPs per image, and the served fraction of the
 resulting images/s limit.
@@ -70,6 +71,13 @@ def _macs(net) -> int:
     return macs
 
 
+def _scored(engine: Predictor, inputs: np.ndarray) -> np.ndarray:
+    """Probabilities, after also scoring the films' atypicality (what the API does)."""
+    probabilities, features = engine.run_inputs(inputs)
+    engine.atypicality.score(features)
+    return probabilities
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m scripts.bench_inference", description=__doc__.splitlines()[0])
@@ -97,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "tf.function + XLA": xla,
         "onnxruntime": onnx_engine.predict_inputs,
     }
+    if onnx_engine.atypicality is not None:
+        candidates["onnxruntime + atypicality"] = lambda x: _scored(onnx_engine, x)
     reference = np.asarray(net.predict_on_batch(batch)).reshape(-1)
     print(f"model {args.model} ({keras_engine.version}), input {keras_engine.spec.input_size} px")
     print(f"{'engine':<24}{'batch-1 ms':>12}{'x faster':>10}{'batch-32 img/s':>16}{'x faster':>10}{'max |dp|':>11}")
