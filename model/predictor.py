@@ -82,10 +82,11 @@ class Predictor:
             else:
                 outputs = self.feature_net.predict_on_batch(batch)
             probabilities.append(np.asarray(outputs[0]).reshape(-1))
-            features.append(np.asarray(outputs[1]) if self.has_features else None)
+            if self.has_features:
+                features.append(np.asarray(outputs[1]))
         if not probabilities:
             return np.zeros(0, dtype=np.float32), None
-        return np.concatenate(probabilities), np.concatenate(features) if self.has_features else None
+        return np.concatenate(probabilities), np.concatenate(features) if features else None
 
     def predict_inputs(self, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probabilities for preprocessed inputs ``(N, size, size, 3)``."""
