@@ -115,6 +115,13 @@ def flag_report(scores: np.ndarray, labels: np.ndarray, called: np.ndarray) -> d
             "error_rate_flagged": rate(flagged), "error_rate_unflagged": rate(~flagged)}
 
 
+def flag_summary(report: dict[str, Any]) -> str:
+    """One line of :func:`flag_report`'s numbers."""
+    return (f"{report['flagged']} of {report['n_images']} ({report['flagged_fraction']:.1%}); "
+            f"{report['errors_flagged']} of {report['errors_total']} errors among them; error rate "
+            f"{_percent(report['error_rate_flagged'])} flagged, {_percent(report['error_rate_unflagged'])} not")
+
+
 def _features(predictor: Any, samples: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Probabilities, features and labels of ``samples`` (through the model's own preprocessing)."""
     from model.data import load_arrays
@@ -174,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = fit_model(args.model, args.data, args.external)
         for split in ("validation", "external"):
             if split in entry:
-                r = entry[split]
-                print(f"{split}: {r['flagged']} of {r['n_images']} films atypical ({r['flagged_fraction']:.1%}); "
-                      f"{r['errors_flagged']} of {r['errors_total']} errors among them; error rate "
-                      f"{_percent(r['error_rate_flagged'])} flagged, {_percent(r['error_rate_unflagged'])} not")
+                print(f"{split}: atypical films {flag_summary(entry[split])}")
         print(f"wrote {statistics_path(args.model)} and the metadata's 'atypicality'")
         return entry
 

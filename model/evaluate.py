@@ -9,8 +9,10 @@ patient-level validation split from DIR's ``train/`` folder (the split checkpoin
 chosen on) and also reports the threshold the threshold rule picks there, e.g. for an ensemble.
 Metrics are reported at the models' (mean) stored threshold or ``--threshold`` (top-level keys of the
 JSON) and at 0.5 (under ``at_0.5``), with 95 % intervals from 1,000 patient-level bootstrap resamples
-(under ``ci95``). ``--predictions`` writes one row per image (file, label, probability, call), for
-reading which films a model gets wrong.
+(under ``ci95``). ``--predictions`` writes one row per image (file, label, probability, call, and
+atypicality), for reading which films a model gets wrong. For one model with atypicality statistics
+(:mod:`model.atypicality`) the report also says how many films were atypical and how often those and
+the others were misclassified (under ``atypicality``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if __package__ in (None, ""):  # run as ``python model/evaluate.py``
 import numpy as np  # noqa: E402
 
 from model.artifacts import ModelArtifactError  # noqa: E402
+from model.atypicality import flag_report, flag_summary  # noqa: E402
 from model.data import (  # noqa: E402
     DatasetError,
     Sample,
@@ -77,14 +80,16 @@ def validation_samples(predictors: list[Predictor], root: Path) -> list[Sample]:
 
 
 def write_predictions(path: Path, samples: list[Sample], probs: np.ndarray, threshold: float,
-                      names: list[str]) -> None:
-    """One CSV row per image: file name, label, probability of PNEUMONIA, the call at ``threshold``."""
+                      names: list[str], scores: np.ndarray | None = None) -> None:
+    """One CSV row per image: file name, label, probability of PNEUMONIA, the call at ``threshold``
+    and the atypicality score (empty without one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         out = csv.writer(fh, lineterminator="\n")
-        out.writerow(["file", "label", "probability", "called"])
-        for sample, prob in zip(samples, probs):
-            out.writerow([sample.path.name, names[sample.label], f"{prob:.6f}", names[int(prob >= threshold)]])
+        out.writerow(["file", "label", "probability", "called", "atypicality"])
+        for i, (sample, prob) in enumerate(zip(samples, probs)):
+            out.writerow([sample.path.name, names[sample.label], f"{prob:.6f}", names[int(prob >= threshold)],
+                          "" if scores is None else f"{scores[i]:.4f}"])
 
 
 def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None, split: str | None = None,
@@ -100,12 +105,18 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
     grays: dict = {}
     for spec in {p.spec for p in predictors}:
         grays[spec], labels, kept = load_arrays(samples, spec)
-    probs = ensemble_probabilities(predictors, grays)
+    scores = None
+    if len(predictors) == 1:
+        probs, scores = predictors[0].assess_gray(grays[predictors[0].spec])
+    else:
+        probs = ensemble_probabilities(predictors, grays)
     if threshold is None:
         threshold = float(np.mean([p.threshold for p in predictors]))
     result: dict[str, Any] = binary_metrics(labels, probs, threshold)
     result["at_0.5"] = binary_metrics(labels, probs, 0.5)
     result["ci95"] = bootstrap_intervals(labels, probs, threshold, [s.patient for s in kept])
+    if scores is not None:
+        result["atypicality"] = flag_report(scores, labels, probs >= threshold)
     if split == "validation":
         cf = Counterfactuals(kept, folder, lambda films: ensemble_probabilities(
             predictors, {spec: resize_films(films, spec) for spec in grays}))
@@ -120,7 +131,7 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
         threshold_rule=predictors[0].metadata["threshold_rule"],
     )
     if predictions is not None:
-        write_predictions(predictions, kept, probs, threshold, predictors[0].class_names)
+        write_predictions(predictions, kept, probs, threshold, predictors[0].class_names, scores)
     if plots_dir is not None:
         from model import plots
 
@@ -142,6 +153,8 @@ def format_report(result: dict[str, Any]) -> str:
     for label, res in (("stored threshold", result), ("0.5", result["at_0.5"])):
         cm = res["confusion_matrix"]
         lines.append(f"confusion at {label}: TN {cm['tn']}  FP {cm['fp']}  FN {cm['fn']}  TP {cm['tp']}")
+    if "atypicality" in result:
+        lines.append(f"atypical films: {flag_summary(result['atypicality'])}")
     if "rule_threshold" in result:
         low, high = result["rule_near_best"]
         lines.append(f"threshold chosen by the rule on this split: {result['rule_threshold']:.4f} "

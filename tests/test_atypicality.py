@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from model.predictor import Predictor
 from model.preprocessing import load_gray, scale
 from model.store import PredictionRecord, ResultStore
 from tests.conftest import RedisServer
-from tests.helpers import REPO, fixture_images
+from tests.helpers import REPO, XRAYS, fixture_images
 
 
 def _clusters(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,6 +88,20 @@ def test_cli_fits_saves_and_records(tiny_model: Path, tiny_dataset: Path, tmp_pa
     assert entry["file"] == statistics_path(model).name and statistics_path(model).is_file()
     assert entry["features"] == 256 and entry["fitted_on_films"] == 16 - sum(counts.values())
     assert Predictor(model).atypicality is not None
+
+
+def test_evaluate_reports_atypical_films(tiny_model_with_statistics: Path, tmp_path: Path) -> None:
+    from model.evaluate import evaluate, format_report
+
+    result = evaluate([tiny_model_with_statistics], XRAYS, predictions=tmp_path / "p.csv")
+    report = result["atypicality"]
+    assert report["n_images"] == 16 and report["errors_total"] == result["confusion_matrix"]["fp"] + \
+        result["confusion_matrix"]["fn"]
+    assert "atypical films: " in format_report(result)
+    with open(tmp_path / "p.csv") as fh:
+        scores = [float(row["atypicality"]) for row in csv.DictReader(fh)]
+    assert sum(s >= 1.0 for s in scores) == report["flagged"]
+    assert "atypicality" not in evaluate([tiny_model_with_statistics] * 2, XRAYS)  # an ensemble of files: none
 
 
 def test_missing_statistics_fail_at_load(tiny_model_with_statistics: Path, tmp_path: Path) -> None:
