@@ -125,10 +125,9 @@ def flag_summary(report: dict[str, Any]) -> str:
 def _features(predictor: Any, samples: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Probabilities, features and labels of ``samples`` (through the model's own preprocessing)."""
     from model.data import load_arrays
-    from model.preprocessing import scale
 
     grays, labels, _ = load_arrays(samples, predictor.spec)
-    probabilities, features = predictor.run_inputs(scale(grays.astype(np.float32), predictor.spec.scaling))
+    probabilities, features = predictor.run_gray(grays)
     return probabilities, features, labels
 
 

@@ -92,17 +92,21 @@ class Predictor:
         """Probabilities for preprocessed inputs ``(N, size, size, 3)``."""
         return self.run_inputs(inputs, batch_size)[0]
 
+    def run_gray(self, grays: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`run_inputs` for decoded, resized grey images ``(N, size, size) uint8``."""
+        return self.run_inputs(scale(grays.astype(np.float32), self.spec.scaling), batch_size)
+
     def assess_gray(self, grays: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and atypicality scores (None without fitted statistics) for decoded, resized
         grey images ``(N, size, size) uint8``."""
-        probabilities, features = self.run_inputs(scale(grays.astype(np.float32), self.spec.scaling), batch_size)
+        probabilities, features = self.run_gray(grays, batch_size)
         if self.atypicality is None or features is None:
             return probabilities, None
         return probabilities, self.atypicality.score(features)
 
     def predict_gray(self, grays: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Probabilities for decoded, resized grey images ``(N, size, size) uint8``."""
-        return self.predict_inputs(scale(grays.astype(np.float32), self.spec.scaling), batch_size)
+        return self.run_gray(grays, batch_size)[0]
 
     def predict_bytes(self, data: bytes) -> float:
         """Probability for one encoded image (raises ``ImageDecodeError`` for bad input)."""
