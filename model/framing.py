@@ -18,11 +18,13 @@ it also holds for tightly framed films (see :data:`THRESHOLD_RULE`).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from model.data import Sample
 from model.metrics import choose_threshold, roc_auc
@@ -70,6 +72,34 @@ def exposure(gray: np.ndarray, gamma: float) -> np.ndarray:
     training augmentation (``fov-exposure``)."""
     out = 255.0 * (np.clip(gray, 0, 255) / 255.0) ** gamma
     return out.round().astype(gray.dtype) if np.issubdtype(gray.dtype, np.integer) else out.astype(gray.dtype)
+
+
+def _through_pil(gray: np.ndarray, change: Callable[[Image.Image], Image.Image]) -> np.ndarray:
+    """``change`` applied to the film as an 8-bit image, returned in the film's dtype."""
+    out = np.asarray(change(Image.fromarray(np.clip(gray, 0, 255).round().astype(np.uint8))))
+    return out.astype(gray.dtype)
+
+
+def blur(gray: np.ndarray, radius: float) -> np.ndarray:
+    """The film blurred by a Gaussian of ``radius`` pixels (a softer detector or processing). Not
+    one of :data:`FRAMINGS`: a texture check beside them."""
+    return _through_pil(gray, lambda im: im.filter(ImageFilter.GaussianBlur(radius)))
+
+
+def sharpen(gray: np.ndarray, radius: float) -> np.ndarray:
+    """The film edge-enhanced by an unsharp mask of ``radius`` pixels at 100 % (the processing that
+    differs between X-ray systems). A texture check."""
+    return _through_pil(gray, lambda im: im.filter(ImageFilter.UnsharpMask(radius, 100, 0)))
+
+
+def recompress(gray: np.ndarray, quality: float) -> np.ndarray:
+    """The film saved once more as a JPEG of ``quality`` (an export or upload that compressed it
+    harder). A texture check."""
+    def jpeg(im: Image.Image) -> Image.Image:
+        buffer = io.BytesIO()
+        im.save(buffer, "JPEG", quality=int(quality))
+        return Image.open(buffer)
+    return _through_pil(gray, jpeg)
 
 
 FRAMINGS: dict[str, tuple[Callable[[np.ndarray, float], np.ndarray], tuple[float, ...]]] = {

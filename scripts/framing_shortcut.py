@@ -23,6 +23,9 @@ And the black-margin check: specificity and sensitivity when every film is shown
 margin of 10 / 20 / 40 % (``model.framing.border``; not pooled into the AUC or the threshold).
 And the exposure check: the same with every film's mid-tones brightened or darkened by a gamma of
 0.5-2 (``model.framing.exposure``; not pooled either): test-era films have brighter mid-tones.
+And the texture check: the same with every film blurred (Gaussian, 1 / 2 / 4 px), edge-enhanced
+(unsharp mask of 2 / 6 / 20 px) or saved again as a JPEG of quality 30 / 10 (``model.framing.blur``,
+``sharpen``, ``recompress``): detectors, processing and exports differ between X-ray systems.
 """
 
 from __future__ import annotations
@@ -37,13 +40,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from model.evaluate import validation_samples  # noqa: E402
-from model.framing import FRAMINGS, Counterfactuals, border, exposure, original_size, window  # noqa: E402
+from model.framing import (FRAMINGS, Counterfactuals, blur, border, exposure, original_size, recompress,  # noqa: E402
+                           sharpen, window)
 from model.predictor import Predictor  # noqa: E402
 from model.preprocessing import decode_gray, resize_films, resize_gray  # noqa: E402
 
 CUE_WINDOWS = (0.8, 0.7)
 MARGINS = (0.1, 0.2, 0.4)
 GAMMAS = (0.5, 0.67, 0.8, 1.25, 1.5, 2.0)
+# (label, alteration, settings) of the texture check, in pixels of the film as stored / JPEG quality
+TEXTURES = (("blur", blur, (1.0, 2.0, 4.0)), ("unsharp mask", sharpen, (2.0, 6.0, 20.0)),
+            ("JPEG quality", recompress, (30.0, 10.0)))
 
 
 def counterfactuals(model: Predictor, data: Path) -> Counterfactuals:
@@ -85,7 +92,7 @@ def altered_check(model: Predictor, films: list[np.ndarray], labels: np.ndarray,
                   alter: Callable[[np.ndarray, float], np.ndarray], settings: tuple[float, ...]
                   ) -> dict[float, tuple[float, float]]:
     """``{setting: (specificity, sensitivity)}`` at the stored threshold, every film altered by
-    ``alter(film, setting)`` (:func:`model.framing.border` or :func:`model.framing.exposure`)."""
+    ``alter(film, setting)`` (:func:`model.framing.border`, :func:`model.framing.exposure`, ...)."""
     check = {}
     for setting in settings:
         called = model.predict_gray(resize_films([alter(f, setting) for f in films], model.spec)) >= model.threshold
@@ -117,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  black margin {fraction:.0%}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
         for gamma, (specificity, sensitivity) in altered_check(model, films, labels, exposure, GAMMAS).items():
             print(f"  exposure gamma {gamma:.2f}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
+        for label, alter, settings in TEXTURES:
+            for setting, (specificity, sensitivity) in altered_check(model, films, labels, alter, settings).items():
+                print(f"  {label} {setting:g}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
     return 0
 
 

@@ -13,7 +13,7 @@ from model.metrics import choose_threshold
 from model.pipeline import AUGMENTATIONS, NormalWindow, build_augmenter, normal_window
 from tests.helpers import XRAYS
 from scripts import framing_shortcut
-from model.framing import FRAMINGS, border, exposure, reframe, window
+from model.framing import FRAMINGS, blur, border, exposure, recompress, reframe, sharpen, window
 
 
 def test_reframe_keeps_the_height_and_sets_the_ratio() -> None:
@@ -36,6 +36,18 @@ def test_exposure_moves_the_mid_tones_and_keeps_black_and_white() -> None:
     assert np.array_equal(exposure(film, 0.5), [[0, 128, 181, 255]]) and exposure(film, 0.5).dtype == np.uint8
     assert np.array_equal(exposure(film, 2.0), [[0, 16, 64, 255]])
     assert np.allclose(exposure(film.astype(np.float32), 1.0), film)
+
+
+def test_texture_alterations_change_detail_and_keep_the_film() -> None:
+    film = np.full((64, 96), 100, np.uint8)
+    film[:, 48:] = 180  # one vertical edge
+    step = lambda image: float(image[32, 50].astype(int) - image[32, 45].astype(int))  # noqa: E731
+    blurred, sharpened, recompressed = blur(film, 2.0), sharpen(film, 2.0), recompress(film, 10)
+    assert all(out.shape == film.shape and out.dtype == np.uint8 for out in (blurred, sharpened, recompressed))
+    assert step(blurred) < step(film) == 80 < step(sharpened)  # softer edge, overshooting edge
+    assert blurred[32, 5] == sharpened[32, 5] == 100  # flat regions unchanged
+    assert 0 < np.abs(recompressed.astype(int) - film).max() < 60
+    assert blur(film.astype(np.float32), 2.0).dtype == np.float32
 
 
 def test_window_keeps_the_centre() -> None:
@@ -69,7 +81,7 @@ def test_framing_report_on_a_real_model(tiny_model: Path, tiny_dataset: Path, ca
     assert framing_shortcut.main(["--model", str(tiny_model), "--data", str(tiny_dataset)]) == 0
     out = capsys.readouterr().out
     assert "original-size validation films" in out
-    for setting in ("width/height", "central window", "1.75", "0.7"):
+    for setting in ("width/height", "central window", "1.75", "0.7", "blur 4:", "unsharp mask 20:", "JPEG quality 10:"):
         assert setting in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == sum(len(settings) for _, settings in FRAMINGS.values())
