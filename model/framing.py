@@ -92,6 +92,15 @@ def sharpen(gray: np.ndarray, radius: float) -> np.ndarray:
     return _through_pil(gray, lambda im: im.filter(ImageFilter.UnsharpMask(radius, 100, 0)))
 
 
+def local_contrast(gray: np.ndarray, gain: float, radius: float = 3.0) -> np.ndarray:
+    """The film's detail finer than ``radius`` pixels scaled by ``gain`` around its blurred self:
+    below 1 a softer film, above 1 an edge-enhanced one (an unsharp mask of ``gain - 1``). A training
+    augmentation (``fov-texture``)."""
+    base = blur(gray, radius).astype(np.float32)
+    out = np.clip(base + (np.asarray(gray, np.float32) - base) * gain, 0, 255)
+    return out.round().astype(gray.dtype) if np.issubdtype(gray.dtype, np.integer) else out.astype(gray.dtype)
+
+
 def recompress(gray: np.ndarray, quality: float) -> np.ndarray:
     """The film saved once more as a JPEG of ``quality`` (an export or upload that compressed it
     harder). A texture check."""

@@ -15,11 +15,11 @@ import keras
 import numpy as np
 from PIL import Image
 
-from model.framing import exposure
+from model.framing import exposure, local_contrast
 from model.preprocessing import PreprocessSpec, scale
 
 # Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
-AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "fov-exposure",
+AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-margin", "fov-exposure", "fov-texture",
                  "scale-margin", "none")
 # Width zoom independent of height zoom for ``aspect``: the aspect ratio of the source film is a
 # class shortcut here (train originals: NORMAL 1.23 +- 0.13 wide, PNEUMONIA 1.50 +- 0.23; squashing
@@ -54,7 +54,12 @@ class NormalWindow:
     With ``exposure`` (``fov-exposure``) a film of either class is, with that probability, given a
     random gamma, log-uniform in ``gamma`` (a film exposed or processed otherwise: brighter or darker
     mid-tones, same black and white). Brighter mid-tones read as PNEUMONIA to models trained without
-    it (``scripts.framing_shortcut``'s exposure check)."""
+    it (``scripts.framing_shortcut``'s exposure check).
+
+    With ``texture`` (``fov-texture``) a film of either class is, with that probability, made softer
+    or edge-enhanced: its detail finer than a random ``detail_radius`` (pixels at input size) scaled
+    by a random gain, log-uniform in ``detail_gain``. A softer film reads as PNEUMONIA to models
+    trained without it (``scripts.framing_shortcut``'s texture check)."""
 
     probability: float = 0.5
     fraction: tuple[float, float] = (0.65, 0.95)
@@ -63,6 +68,9 @@ class NormalWindow:
     margin_fraction: tuple[float, float] = (0.05, 0.5)
     exposure: float = 0.0
     gamma: tuple[float, float] = (0.6, 1.0 / 0.6)
+    texture: float = 0.0
+    detail_gain: tuple[float, float] = (0.4, 2.5)
+    detail_radius: tuple[float, float] = (1.0, 4.0)
 
     def __call__(self, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Grey images ``(N, H, W)`` (float32, 0..255) with some films re-framed (and others blurred alike)."""
@@ -88,15 +96,19 @@ class NormalWindow:
             out[i, top:top + h, left:left + w] = small
         for i in np.flatnonzero(rng.random(len(out)) < self.exposure):
             out[i] = exposure(out[i], float(np.exp(rng.uniform(*np.log(self.gamma)))))
+        for i in np.flatnonzero(rng.random(len(out)) < self.texture):
+            out[i] = local_contrast(out[i], float(np.exp(rng.uniform(*np.log(self.detail_gain)))),
+                                    float(rng.uniform(*self.detail_radius)))
         return out
 
 
 def normal_window(name: str) -> NormalWindow | None:
     """The counterfactual part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-margin``,
-    ``fov-exposure``, ``scale-margin``)."""
+    ``fov-exposure``, ``fov-texture``, ``scale-margin``)."""
     return {"fov": NormalWindow(), "fov-neutral": NormalWindow(neutral=True),
             "fov-margin": NormalWindow(neutral=True, margin=0.25),
             "fov-exposure": NormalWindow(neutral=True, exposure=0.5),
+            "fov-texture": NormalWindow(neutral=True, texture=0.5),
             "scale-margin": NormalWindow(probability=0.0, margin=0.25)}.get(name)
 
 
@@ -105,7 +117,8 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     brightness/contrast jitter for scanner differences), ``aspect`` (``xray`` with the width zoomed
     independently of the height, against the aspect-ratio shortcut), ``scale`` (``aspect`` with
     strong zoom-in, against the field-of-view shortcut), ``fov``, ``fov-neutral``, ``fov-margin``,
-    ``fov-exposure`` and ``scale-margin`` (``scale``; the trainer adds :class:`NormalWindow`) or ``none``."""
+    ``fov-exposure``, ``fov-texture`` and ``scale-margin`` (``scale``; the trainer adds
+    :class:`NormalWindow`) or ``none``."""
     if name == "none":
         return None
     if name == "seed":

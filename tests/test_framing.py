@@ -13,7 +13,7 @@ from model.metrics import choose_threshold
 from model.pipeline import AUGMENTATIONS, NormalWindow, build_augmenter, normal_window
 from tests.helpers import XRAYS
 from scripts import framing_shortcut
-from model.framing import FRAMINGS, blur, border, exposure, recompress, reframe, sharpen, window
+from model.framing import FRAMINGS, blur, border, exposure, local_contrast, recompress, reframe, sharpen, window
 
 
 def test_reframe_keeps_the_height_and_sets_the_ratio() -> None:
@@ -166,6 +166,31 @@ def test_fov_exposure_moves_the_mid_tones_of_either_class_alike() -> None:
     assert (mid > 128).sum() > 150 and (mid < 128).sum() > 150, "brighter and darker alike"
     assert mid.min() >= 255 * (128 / 255) ** (1 / 0.6) - 0.01 and mid.max() <= 255 * (128 / 255) ** 0.6 + 0.01
     assert np.all(out[:, 0, 0] == 0.0) and np.all(out[:, -1, -1] == 255.0)
+
+
+def test_local_contrast_softens_or_enhances_the_detail() -> None:
+    film = np.full((64, 96), 100, np.uint8)
+    film[:, 48:] = 180
+    softer, enhanced = local_contrast(film, 0.5), local_contrast(film, 2.0)
+    assert softer.dtype == enhanced.dtype == np.uint8
+    assert 100 < softer[32, 47] < softer[32, 48] < 180, "the edge spreads"
+    assert enhanced[32, 47] < 100 and enhanced[32, 48] > 180, "the edge overshoots"
+    assert softer[32, 5] == enhanced[32, 5] == 100 and np.array_equal(local_contrast(film, 1.0), film)
+
+
+def test_fov_texture_changes_the_detail_of_either_class_alike() -> None:
+    assert normal_window("fov-texture") == NormalWindow(neutral=True, texture=0.5)
+    assert "fov-texture" in AUGMENTATIONS and build_augmenter("fov-texture") is not None
+    films = np.full((800, 16, 16), 100.0, dtype=np.float32)
+    films[:, :, 8:] = 180.0
+    labels = np.repeat([0, 1], 400)
+    out = NormalWindow(probability=0.0, texture=0.5)(films, labels, np.random.default_rng(3))
+    step = out[:, 8, 8] - out[:, 8, 7]
+    changed = step != 80.0
+    for label in (0, 1):
+        assert 160 <= (changed & (labels == label)).sum() <= 240, "each class is changed equally often"
+    assert (step < 80).sum() > 100 and (step > 80).sum() > 100, "softer and sharper alike"
+    assert out.min() >= 0.0 and out.max() <= 255.0
 
 
 def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
