@@ -41,7 +41,10 @@ def test_exposure_moves_the_mid_tones_and_keeps_black_and_white() -> None:
 def test_texture_alterations_change_detail_and_keep_the_film() -> None:
     film = np.full((64, 96), 100, np.uint8)
     film[:, 48:] = 180  # one vertical edge
-    step = lambda image: float(image[32, 50].astype(int) - image[32, 45].astype(int))  # noqa: E731
+
+    def step(image: np.ndarray) -> float:
+        return float(image[32, 50].astype(int) - image[32, 45].astype(int))
+
     blurred, sharpened, recompressed = blur(film, 2.0), sharpen(film, 2.0), recompress(film, 10)
     assert all(out.shape == film.shape and out.dtype == np.uint8 for out in (blurred, sharpened, recompressed))
     assert step(blurred) < step(film) == 80 < step(sharpened)  # softer edge, overshooting edge
@@ -81,7 +84,8 @@ def test_framing_report_on_a_real_model(tiny_model: Path, tiny_dataset: Path, ca
     assert framing_shortcut.main(["--model", str(tiny_model), "--data", str(tiny_dataset)]) == 0
     out = capsys.readouterr().out
     assert "original-size validation films" in out
-    for setting in ("width/height", "central window", "1.75", "0.7", "blur 4:", "unsharp mask 20:", "JPEG quality 10:"):
+    checks = ("blur 4:", "unsharp mask 20:", "JPEG quality 10:")
+    for setting in ("width/height", "central window", "1.75", "0.7", *checks):
         assert setting in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == sum(len(settings) for _, settings in FRAMINGS.values())
