@@ -69,7 +69,9 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     browser.save_screenshot(str(SCREENSHOTS / "ui_result.png"))
     result_id = browser.find_element(By.ID, "result-id").text
     browser.find_element(By.LINK_TEXT, "My results").click()
-    assert result_id in browser.page_source
+    WebDriverWait(browser, 30).until(
+        lambda b: b.current_url.endswith("/results") and b.execute_script("return document.readyState") == "complete")
+    assert result_id in browser.page_source, browser.find_element(By.TAG_NAME, "body").text
     browser.find_element(By.ID, "sign-out").click()
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signin-form")))
     browser.get(stack.config.url + "results")
