@@ -66,12 +66,17 @@ def border(gray: np.ndarray, fraction: float) -> np.ndarray:
     return np.pad(gray, ((dy, dy), (dx, dx)), mode="constant")
 
 
+def _as_film(values: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """``values`` (0..255) in the dtype of the film ``gray``, rounded for integer films."""
+    return values.round().astype(gray.dtype) if np.issubdtype(gray.dtype, np.integer) else values.astype(gray.dtype)
+
+
 def exposure(gray: np.ndarray, gamma: float) -> np.ndarray:
     """The film with its mid-tones brightened (``gamma`` < 1) or darkened (> 1), black and white kept:
     a film exposed or processed otherwise. Not one of :data:`FRAMINGS`: a check beside them, and a
     training augmentation (``fov-exposure``)."""
     out = 255.0 * (np.clip(gray, 0, 255) / 255.0) ** gamma
-    return out.round().astype(gray.dtype) if np.issubdtype(gray.dtype, np.integer) else out.astype(gray.dtype)
+    return _as_film(out, gray)
 
 
 def _through_pil(gray: np.ndarray, change: Callable[[Image.Image], Image.Image]) -> np.ndarray:
@@ -98,7 +103,7 @@ def local_contrast(gray: np.ndarray, gain: float, radius: float = 3.0) -> np.nda
     augmentation (``fov-texture``)."""
     base = blur(gray, radius).astype(np.float32)
     out = np.clip(base + (np.asarray(gray, np.float32) - base) * gain, 0, 255)
-    return out.round().astype(gray.dtype) if np.issubdtype(gray.dtype, np.integer) else out.astype(gray.dtype)
+    return _as_film(out, gray)
 
 
 def recompress(gray: np.ndarray, quality: float) -> np.ndarray:
