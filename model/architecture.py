@@ -67,8 +67,13 @@ def build_model(
     dropout: float = 0.3,
     l2: float = 1e-3,
     full_fine_tune: bool = False,
+    subtypes: bool = False,
 ) -> keras.Model:
     """Backbone + head: GAP -> [Dense(256, L2) -> BN -> ReLU -> Dropout] x 2 -> sigmoid.
+
+    With ``subtypes`` the outputs are a dict: ``pneumonia`` (that sigmoid) and ``subtype``, a softmax
+    over :data:`model.data.SUBTYPE_NAMES` from the same features, an auxiliary task for training
+    only (:func:`binary_model` takes it off again).
 
     Pretrained weights: the base is frozen except its top ``fine_tune_layers`` layers,
     and its BatchNorm layers stay in inference mode. From scratch (``weights="none"``)
@@ -98,4 +103,14 @@ def build_model(
         x = keras.layers.Activation("relu", name=f"head_relu{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"head_dropout{i}")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="pneumonia")(x)
+    if subtypes:
+        subtype = keras.layers.Dense(3, activation="softmax", dtype="float32", name="subtype")(x)
+        outputs = {"pneumonia": outputs, "subtype": subtype}
     return keras.Model(inputs, outputs, name=f"pneumonia_{backbone}")
+
+
+def binary_model(net: keras.Model) -> keras.Model:
+    """``net`` with its ``pneumonia`` output alone (the served model), whatever else it was trained with."""
+    if not isinstance(net.output, dict):
+        return net
+    return keras.Model(net.input, net.output["pneumonia"], name=net.name)

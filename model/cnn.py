@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", choices=AUGMENTATIONS, default="seed")
     p.add_argument("--class-weight", type=_class_weight, default=None,
                    help="fixed weights such as 0:1.1,1:1.4 (default: balanced from the training split)")
+    p.add_argument("--subtype-weight", type=float, default=0.0,
+                   help="weight of an auxiliary NORMAL/bacterial/viral loss (from the file names) in training; "
+                        "0 (default): none. The saved model has the binary output alone")
     p.add_argument("--monitor", choices=("val_loss", "val_auc"), default="val_loss",
                    help="what early stopping and checkpointing watch")
     p.add_argument("--patience", type=int, default=5)

@@ -22,6 +22,8 @@ from model.preprocessing import ImageDecodeError, PreprocessSpec, load_gray
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
+# The finer labels in the Kermany file names (person12_virus_34.jpeg), for ``model.cnn --subtype-weight``.
+SUBTYPE_NAMES = ("NORMAL", "bacterial", "viral")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 _PATIENT_PATTERNS = (
@@ -44,6 +46,11 @@ class Sample:
     @property
     def patient(self) -> str:
         return patient_id(self.path.name)
+
+    @property
+    def subtype(self) -> int:
+        """Index into :data:`SUBTYPE_NAMES`: a PNEUMONIA film is viral if its name says ``virus``."""
+        return 0 if self.label == 0 else 2 if "virus" in self.path.name.lower() else 1
 
 
 def patient_id(filename: str) -> str:

@@ -102,6 +102,24 @@ class NormalWindow:
         return out
 
 
+@dataclass(frozen=True)
+class Subtypes:
+    """The auxiliary targets of ``model.cnn --subtype-weight``: each film's index into
+    :data:`model.data.SUBTYPE_NAMES`, and the binary class weights, which become per-film sample
+    weights (Keras applies ``class_weight`` to single-output models only)."""
+
+    labels: np.ndarray
+    class_weight: dict[int, float] | None = None
+
+    def targets(self, label: Any, subtype: Any) -> tuple[Any, ...]:
+        """``({"pneumonia": label, "subtype": subtype},)``, with the batch's sample weights if weighted."""
+        targets = {"pneumonia": label, "subtype": subtype}
+        if self.class_weight is None:
+            return (targets,)
+        weights = keras.ops.where(keras.ops.cast(label, "int32") == 1, self.class_weight[1], self.class_weight[0])
+        return targets, weights
+
+
 def normal_window(name: str) -> NormalWindow | None:
     """The counterfactual part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-margin``,
     ``fov-exposure``, ``fov-texture``, ``scale-margin``)."""
@@ -160,24 +178,28 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 42,
     window: NormalWindow | None = None,
+    subtypes: Subtypes | None = None,
 ) -> Any:
     """Batches of ``(model input, label)`` from decoded grey images ``(N, H, W) uint8``:
-    a ``tf.data.Dataset`` with the TensorFlow backend, else an :class:`ArrayBatches`."""
+    a ``tf.data.Dataset`` with the TensorFlow backend, else an :class:`ArrayBatches`.
+    With ``subtypes``, batches of ``(model input, targets, sample weights)`` (:class:`Subtypes`)."""
     if keras.backend.backend() != "tensorflow":
-        return ArrayBatches(images, labels, spec, batch_size, augmenter, shuffle, seed, window)
+        return ArrayBatches(images, labels, spec, batch_size, augmenter, shuffle, seed, window, subtypes)
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    columns = (images, labels) if subtypes is None else (images, labels, subtypes.labels)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     rng = np.random.default_rng(seed)
 
-    def _prepare(gray: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _prepare(gray: tf.Tensor, label: tf.Tensor, *subtype: tf.Tensor) -> tuple[Any, ...]:
         x = tf.cast(gray, tf.float32)
         if window is not None:
             x = tf.ensure_shape(tf.numpy_function(lambda g, y: window(g, y, rng), [x, label], tf.float32), x.shape)
-        return scale(augment_batch(x, augmenter), spec.scaling), label
+        x = scale(augment_batch(x, augmenter), spec.scaling)
+        return (x, label) if subtypes is None else (x, *subtypes.targets(label, subtype[0]))
 
     return ds.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -188,10 +210,10 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec, batch_size: int,
                  augmenter: keras.Sequential | None = None, shuffle: bool = False, seed: int = 42,
-                 window: NormalWindow | None = None) -> None:
+                 window: NormalWindow | None = None, subtypes: Subtypes | None = None) -> None:
         super().__init__()
         self.images, self.labels, self.spec, self.batch_size = images, labels, spec, batch_size
-        self.augmenter, self.shuffle, self.window = augmenter, shuffle, window
+        self.augmenter, self.shuffle, self.window, self.subtypes = augmenter, shuffle, window, subtypes
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(images)) if shuffle else np.arange(len(images))
 
@@ -199,12 +221,13 @@ class ArrayBatches(keras.utils.PyDataset):
         rounding = math.floor if self.shuffle and len(self.images) >= self.batch_size else math.ceil
         return rounding(len(self.images) / self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         x, y = self.images[rows].astype(np.float32), self.labels[rows]
         if self.window is not None:
             x = self.window(x, y, self.rng)
-        return np.asarray(scale(augment_batch(x, self.augmenter), self.spec.scaling), dtype=np.float32), y
+        x = np.asarray(scale(augment_batch(x, self.augmenter), self.spec.scaling), dtype=np.float32)
+        return (x, y) if self.subtypes is None else (x, *self.subtypes.targets(y, self.subtypes.labels[rows]))
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

@@ -20,7 +20,7 @@ import numpy as np
 
 import model as model_pkg
 from model import onnx_export, plots
-from model.architecture import BACKBONES, build_model
+from model.architecture import BACKBONES, binary_model, build_model
 from model.artifacts import ModelArtifactError, save_metadata
 from model.data import (
     CLASS_NAMES,
@@ -36,7 +36,7 @@ from model.data import (
 )
 from model.framing import THRESHOLD_RULE, Counterfactuals
 from model.metrics import binary_metrics
-from model.pipeline import build_augmenter, make_dataset, normal_window
+from model.pipeline import Subtypes, build_augmenter, make_dataset, normal_window
 from model.pretrain import pretraining_record
 from model.preprocessing import PreprocessSpec, resize_films, scale
 
@@ -62,6 +62,7 @@ class TrainConfig:
     full_fine_tune: bool = False
     augment: str = "seed"
     class_weight: dict[int, float] | None = None
+    subtype_weight: float = 0.0
     monitor: str = "val_loss"
     patience: int = 5
     min_sensitivity: float = 0.95
@@ -174,14 +175,16 @@ def _fit(config: TrainConfig, train: list[Sample], val: list[Sample]) -> dict[st
         history, run = _read_history(out / "history.csv"), _training_run(out / "best_model.json")
         run["training_command"] = run["training_command"] or config.command
     else:
-        history, train_seconds, rates = _train(config, x_train, y_train, x_val, y_val, class_weight)
+        subtypes = [np.array([s.subtype for s in part], dtype=np.int32) for part in (train, val)]
+        history, train_seconds, rates = _train(config, x_train, y_train, x_val, y_val, class_weight, subtypes)
         run = {"training_command": config.command, "keras_backend": keras.backend.backend(),
                "train_seconds": round(train_seconds, 1),
                "train_images_per_second": round(float(np.median(rates)), 2) if rates else None}
+    history = _binary_history(history)
     plots.training_curves(history, out / "training_curves.png")
 
-    best = keras.saving.load_model(model_path, compile=False)
-    best.save(model_path)  # without the optimizer state: a third of the size, all inference needs
+    best = binary_model(keras.saving.load_model(model_path, compile=False))
+    best.save(model_path)  # without the optimizer state (and any auxiliary output): all inference needs
     metadata: dict[str, Any] = {
         **identity(config.backbone, config.input_size, data_fp),
         "backbone": config.backbone,
@@ -249,33 +252,44 @@ def publish(model_path: Path, metadata: dict[str, Any]) -> None:
 
 
 def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-           class_weight: dict[int, float]) -> tuple[dict[str, list[float]], float, list[float]]:
+           class_weight: dict[int, float], subtypes: list[np.ndarray]) -> tuple[dict[str, list[float]], float, list[float]]:
     """Fit with checkpointing of the best epoch into the output folder; returns the history, the
-    training time and each epoch's training images per second."""
+    training time and each epoch's training images per second. With ``config.subtype_weight`` the
+    network also learns ``subtypes`` (train, validation: :data:`model.data.SUBTYPE_NAMES`), that
+    loss weighted so; the binary output's metrics and loss are monitored all the same."""
     spec = config.spec
+    aux = config.subtype_weight > 0
+    train_aux, val_aux = (Subtypes(subtypes[0], class_weight), Subtypes(subtypes[1])) if aux else (None, None)
     train_ds = make_dataset(x_train, y_train, spec, config.batch_size, build_augmenter(config.augment, config.seed),
-                            shuffle=True, seed=config.seed, window=normal_window(config.augment))
-    val_ds = make_dataset(x_val, y_val, spec, config.batch_size)
+                            shuffle=True, seed=config.seed, window=normal_window(config.augment), subtypes=train_aux)
+    val_ds = make_dataset(x_val, y_val, spec, config.batch_size, subtypes=val_aux)
+    metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     with _strategy():
-        net = build_model(config.backbone, config.input_size, config.weights,
-                          config.fine_tune_layers, config.bn_momentum, full_fine_tune=config.full_fine_tune)
+        net = build_model(config.backbone, config.input_size, config.weights, config.fine_tune_layers,
+                          config.bn_momentum, full_fine_tune=config.full_fine_tune, subtypes=aux)
         schedule = _schedule(config, math.ceil(len(x_train) / config.batch_size) * config.epochs)
-        net.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
-                    metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+        if aux:
+            net.compile(optimizer=keras.optimizers.Adam(schedule),
+                        loss={"pneumonia": "binary_crossentropy", "subtype": "sparse_categorical_crossentropy"},
+                        loss_weights={"pneumonia": 1.0, "subtype": config.subtype_weight},
+                        metrics={"pneumonia": metrics})
+        else:
+            net.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy", metrics=metrics)
     if config.weights == "none":
         print("weights=none: training the whole network from scratch (fine-tune depth does not apply)")
     mode = "min" if config.monitor == "val_loss" else "max"
+    monitor = config.monitor.replace("val_", "val_pneumonia_") if aux else config.monitor
     throughput = Throughput(len(x_train))
     callbacks = [
         throughput,
-        keras.callbacks.EarlyStopping(config.monitor, mode=mode, patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(config.output / "best_model.keras", monitor=config.monitor, mode=mode,
+        keras.callbacks.EarlyStopping(monitor, mode=mode, patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(config.output / "best_model.keras", monitor=monitor, mode=mode,
                                         save_best_only=True),
         keras.callbacks.CSVLogger(str(config.output / "history.csv")),
     ]
     t0 = time.perf_counter()
     history = net.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                      class_weight=class_weight, callbacks=callbacks,
+                      class_weight=None if aux else class_weight, callbacks=callbacks,
                       verbose=1 if sys.stdout.isatty() else 2)
     return history.history, time.perf_counter() - t0, throughput.rates
 
@@ -286,6 +300,15 @@ def _training_run(metadata_path: Path) -> dict[str, Any]:
     earlier = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     return {key: earlier.get(key) for key in
             ("training_command", "keras_backend", "train_seconds", "train_images_per_second")}
+
+
+def _binary_history(history: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The history under the single-output names (``val_pneumonia_auc`` becomes ``val_auc``); with
+    an auxiliary output, ``loss`` is the binary output's and the total becomes ``total_loss``."""
+    if not any(key.startswith("pneumonia_") for key in history):
+        return history
+    renamed = {("total_" + key if key in ("loss", "val_loss") else key): values for key, values in history.items()}
+    return {key.replace("pneumonia_", ""): values for key, values in renamed.items()}
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:

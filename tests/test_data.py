@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from model.data import (
+    SUBTYPE_NAMES,
     DatasetError,
     Sample,
     class_counts,
@@ -42,6 +44,14 @@ def real_train_samples() -> list[Sample]:
     """The 5,216 real training file names (no image data needed)."""
     lines = (FIXTURES / "train_filenames.txt").read_text().split()
     return [Sample(Path(line), int(line.startswith("PNEUMONIA/"))) for line in lines]
+
+
+def test_subtypes_from_the_real_file_names(real_train_samples: list[Sample]) -> None:
+    counts = Counter(SUBTYPE_NAMES[s.subtype] for s in real_train_samples)
+    assert counts == {"NORMAL": 1341, "bacterial": 2530, "viral": 1345}  # the Kermany train split's
+    assert Sample(Path("PNEUMONIA/person1_virus_6.jpeg"), 1).subtype == 2
+    assert Sample(Path("PNEUMONIA/person1_bacteria_1.jpeg"), 1).subtype == 1
+    assert Sample(Path("PNEUMONIA/upload.png"), 1).subtype == 1  # no subtype in the name: the majority one
 
 
 def test_split_on_real_names_keeps_patients_apart(real_train_samples: list[Sample]) -> None:

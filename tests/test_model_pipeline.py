@@ -221,6 +221,23 @@ def test_exclude_train_leaves_patients_out_of_the_training_side_only(tiny_datase
     assert cnn.main([*options, "--output", str(tmp_path / "missing")]) == 2
 
 
+def test_subtype_auxiliary_loss_trains_and_saves_the_binary_model(tiny_dataset: Path, tmp_path: Path) -> None:
+    from model import cnn
+    from model.artifacts import load_keras_model
+
+    assert cnn.main(["--data", str(tiny_dataset), "--output", str(tmp_path), "--backbone", "mobilenetv2",
+                     "--weights", "none", "--input-size", "32", "--epochs", "1", "--batch-size", "8",
+                     "--monitor", "val_auc", "--subtype-weight", "0.5"]) == 0
+    with open(tmp_path / "history.csv", newline="") as fh:
+        columns = set(next(csv.DictReader(fh)))
+    assert {"subtype_loss", "val_subtype_loss", "val_pneumonia_auc"} <= columns  # both heads trained, AUC watched
+    net = load_keras_model(tmp_path / "best_model.keras")
+    assert net.output.shape == (None, 1) and "subtype" not in {layer.name for layer in net.layers}
+    metadata = load_metadata(tmp_path / "best_model.keras")
+    assert metadata["config"]["subtype_weight"] == 0.5
+    assert 0.0 <= metadata["validation_metrics"]["roc_auc"] <= 1.0
+
+
 def test_kfold_cross_validation_summarises_each_fold(tiny_dataset: Path, tmp_path: Path) -> None:
     from model import cnn
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from model.data import Sample, load_arrays
-from model.pipeline import ArrayBatches, make_dataset
+from model.pipeline import ArrayBatches, Subtypes, make_dataset
 from model.preprocessing import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -129,6 +129,21 @@ def test_array_batches_shuffle_each_epoch_and_drop_the_partial_batch() -> None:
     assert len(set(first)) == 8 and not np.array_equal(first, second)
     x, y = batches[0]
     np.testing.assert_allclose(x[..., 0], images[y.astype(int)] / 127.5 - 1.0, atol=1e-6)
+
+
+def test_subtype_batches_carry_both_targets_and_the_class_weights() -> None:
+    spec = PreprocessSpec(input_size=32, scaling="tf")
+    images = np.zeros((4, 32, 32), np.uint8)
+    labels = np.array([0, 1, 1, 0], np.float32)
+    subtypes = Subtypes(np.array([0, 1, 2, 0], np.int32), {0: 2.0, 1: 0.5})
+    (_, targets, weights), = make_dataset(images, labels, spec, 4, subtypes=subtypes).take(1).as_numpy_iterator()
+    _, array_targets, array_weights = ArrayBatches(images, labels, spec, 4, subtypes=subtypes)[0]
+    for batch_targets, batch_weights in ((targets, weights), (array_targets, array_weights)):
+        np.testing.assert_array_equal(batch_targets["pneumonia"], labels)
+        np.testing.assert_array_equal(batch_targets["subtype"], [0, 1, 2, 0])
+        np.testing.assert_allclose(batch_weights, [2.0, 0.5, 0.5, 2.0])
+    unweighted = ArrayBatches(images, labels, spec, 4, subtypes=Subtypes(subtypes.labels))[0]
+    assert len(unweighted) == 2  # validation batches: targets without weights
 
 
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
