@@ -36,6 +36,16 @@ def _class_weight(text: str) -> dict[int, float]:
     return weights
 
 
+def _loss_weight(text: str) -> float:
+    try:
+        weight = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected a number such as 0.5") from exc
+    if not 0.0 <= weight < float("inf"):
+        raise argparse.ArgumentTypeError("a loss weight is a finite number >= 0")
+    return weight
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options; defaults reproduce the original (seed) recipe."""
     p = argparse.ArgumentParser(prog="python -m model.cnn", description=__doc__.splitlines()[0])
@@ -62,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", choices=AUGMENTATIONS, default="seed")
     p.add_argument("--class-weight", type=_class_weight, default=None,
                    help="fixed weights such as 0:1.1,1:1.4 (default: balanced from the training split)")
-    p.add_argument("--subtype-weight", type=float, default=0.0,
+    p.add_argument("--subtype-weight", type=_loss_weight, default=0.0,
                    help="weight of an auxiliary NORMAL/bacterial/viral loss (from the file names) in training; "
                         "0 (default): none. The saved model has the binary output alone")
     p.add_argument("--monitor", choices=("val_loss", "val_auc"), default="val_loss",

@@ -263,8 +263,8 @@ def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val:
     train_ds = make_dataset(x_train, y_train, spec, config.batch_size, build_augmenter(config.augment, config.seed),
                             shuffle=True, seed=config.seed, window=normal_window(config.augment), subtypes=train_aux)
     val_ds = make_dataset(x_val, y_val, spec, config.batch_size, subtypes=val_aux)
-    metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     with _strategy():
+        metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
         net = build_model(config.backbone, config.input_size, config.weights, config.fine_tune_layers,
                           config.bn_momentum, full_fine_tune=config.full_fine_tune, subtypes=aux)
         schedule = _schedule(config, math.ceil(len(x_train) / config.batch_size) * config.epochs)

@@ -236,6 +236,10 @@ def test_subtype_auxiliary_loss_trains_and_saves_the_binary_model(tiny_dataset: 
     metadata = load_metadata(tmp_path / "best_model.keras")
     assert metadata["config"]["subtype_weight"] == 0.5
     assert 0.0 <= metadata["validation_metrics"]["roc_auc"] <= 1.0
+    for bad in ("-1", "nan", "heavy"):
+        with pytest.raises(SystemExit) as refused:
+            cnn.build_parser().parse_args(["--subtype-weight", bad])
+        assert refused.value.code == 2
 
 
 def test_kfold_cross_validation_summarises_each_fold(tiny_dataset: Path, tmp_path: Path) -> None:
