@@ -268,13 +268,11 @@ def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val:
         net = build_model(config.backbone, config.input_size, config.weights, config.fine_tune_layers,
                           config.bn_momentum, full_fine_tune=config.full_fine_tune, subtypes=aux)
         schedule = _schedule(config, math.ceil(len(x_train) / config.batch_size) * config.epochs)
-        if aux:
-            net.compile(optimizer=keras.optimizers.Adam(schedule),
-                        loss={"pneumonia": "binary_crossentropy", "subtype": "sparse_categorical_crossentropy"},
-                        loss_weights={"pneumonia": 1.0, "subtype": config.subtype_weight},
-                        metrics={"pneumonia": metrics})
-        else:
-            net.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy", metrics=metrics)
+        binary = "binary_crossentropy"
+        net.compile(optimizer=keras.optimizers.Adam(schedule),
+                    loss={"pneumonia": binary, "subtype": "sparse_categorical_crossentropy"} if aux else binary,
+                    loss_weights={"pneumonia": 1.0, "subtype": config.subtype_weight} if aux else None,
+                    metrics={"pneumonia": metrics} if aux else metrics)
     if config.weights == "none":
         print("weights=none: training the whole network from scratch (fine-tune depth does not apply)")
     mode = "min" if config.monitor == "val_loss" else "max"

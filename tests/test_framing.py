@@ -38,9 +38,15 @@ def test_exposure_moves_the_mid_tones_and_keeps_black_and_white() -> None:
     assert np.allclose(exposure(film.astype(np.float32), 1.0), film)
 
 
-def test_texture_alterations_change_detail_and_keep_the_film() -> None:
+def _edge_film() -> np.ndarray:
+    """A flat grey film (100) with one vertical edge to 180 at column 48."""
     film = np.full((64, 96), 100, np.uint8)
-    film[:, 48:] = 180  # one vertical edge
+    film[:, 48:] = 180
+    return film
+
+
+def test_texture_alterations_change_detail_and_keep_the_film() -> None:
+    film = _edge_film()
 
     def step(image: np.ndarray) -> float:
         return float(image[32, 50].astype(int) - image[32, 45].astype(int))
@@ -173,8 +179,7 @@ def test_fov_exposure_moves_the_mid_tones_of_either_class_alike() -> None:
 
 
 def test_local_contrast_softens_or_enhances_the_detail() -> None:
-    film = np.full((64, 96), 100, np.uint8)
-    film[:, 48:] = 180
+    film = _edge_film()
     softer, enhanced = local_contrast(film, 0.5), local_contrast(film, 2.0)
     assert softer.dtype == enhanced.dtype == np.uint8
     assert 100 < softer[32, 47] < softer[32, 48] < 180, "the edge spreads"
