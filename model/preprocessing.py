@@ -164,6 +164,8 @@ def decode_dicom(data: bytes) -> np.ndarray:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
+        if "PixelData" not in ds:
+            raise ImageDecodeError("DICOM file without an image: it holds no pixel data")
         rows, cols = int(ds.Rows), int(ds.Columns)
         _check_size(cols, rows)
         pixels = ds.pixel_array

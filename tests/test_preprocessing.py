@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -20,7 +21,7 @@ from model.preprocessing import (
     resize_gray,
     scale,
 )
-from tests.helpers import fixture_images
+from tests.helpers import fixture_images, make_dicom
 
 XRAY_PATH = fixture_images()[0][0]
 
@@ -148,8 +149,6 @@ def test_subtype_batches_carry_both_targets_and_the_class_weights() -> None:
 
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
 def test_dicom_sixteen_bit_with_rescale_and_inversion(xray: Image.Image, photometric: str) -> None:
-    from tests.helpers import make_dicom
-
     original = np.asarray(xray)
     stored = original.astype(np.uint16) * 16  # 12-bit range in 16-bit words
     if photometric == "MONOCHROME1":
@@ -161,8 +160,17 @@ def test_dicom_sixteen_bit_with_rescale_and_inversion(xray: Image.Image, photome
 
 def test_malformed_dicom_is_a_decode_error() -> None:
     data = b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage" * 10
-    with pytest.raises(ImageDecodeError):
+    with pytest.raises(ImageDecodeError, match="no pixel data"):
         decode_gray(data)
+
+
+def test_dicom_without_pixel_data_is_named() -> None:
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(np.zeros((64, 64), np.uint8))))
+    del ds.PixelData  # e.g. a structured report or a header-only export
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    with pytest.raises(ImageDecodeError, match="DICOM file without an image"):
+        decode_gray(buffer.getvalue())
 
 
 def test_unsupported_format_is_named() -> None:
