@@ -116,8 +116,11 @@ def test_wrong_or_missing_token(stack: Stack, header: dict) -> None:
 def test_flood_from_one_client_gets_429_and_the_service_stays_up(stack: Stack) -> None:
     url = stack.config.url + "healthz"
     with ThreadPoolExecutor(16) as pool:
-        codes = list(pool.map(lambda _: requests.get(url, timeout=10).status_code, range(400)))
+        responses = list(pool.map(lambda _: requests.get(url, timeout=10), range(400)))
+    codes = [resp.status_code for resp in responses]
     assert 429 in codes and set(codes) <= {200, 429}
+    refused = next(resp for resp in responses if resp.status_code == 429)
+    assert "<h1>Too many requests</h1>" in refused.text
     time.sleep(2)  # the bucket refills
     assert requests.get(url, timeout=10).status_code == 200
 
@@ -194,6 +197,8 @@ def test_api_down_gives_an_honest_page(stack: Stack) -> None:
         assert resp.status_code == 503 and "unavailable" in resp.text and "Traceback" not in resp.text
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{stack.config.api_port}/readyz", timeout=5)
+        api = requests.get(stack.config.url + "api/results", headers=_auth(stack), timeout=10)
+        assert api.status_code == 502 and "not answering" in api.json()["error"]
     finally:
         stack.start_service("api")
 

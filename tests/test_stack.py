@@ -72,10 +72,16 @@ def test_private_endpoints_are_not_exposed(stack: Stack) -> None:
 
 
 def test_nginx_rejects_an_upload_over_the_limit(stack: Stack) -> None:
+    """Nginx refuses the body itself, in each side's shape: JSON for API clients, a page for the browser."""
     big = b"\xff\xd8\xff" + os.urandom(stack.config.max_upload_mb * 2**20 + 1024)
+    limit = f"limit of {stack.config.max_upload_mb} MB"
     resp = requests.post(stack.config.url + "api/predict", data=big,
                          headers={"Authorization": f"Bearer {_token(stack)}"}, timeout=60)
-    assert resp.status_code == 413
+    assert resp.status_code == 413 and limit in resp.json()["error"] and resp.json()["status"] == 413
+    page = requests.post(stack.config.url + "predict", files={"file": ("big.jpeg", big)}, timeout=60)
+    assert page.status_code == 413 and page.headers["Content-Type"].startswith("text/html")
+    assert "<h1>File too large</h1>" in page.text and limit in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"
 
 
 def test_prometheus_scrapes_every_target(stack: Stack) -> None:
