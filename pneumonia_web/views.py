@@ -23,7 +23,8 @@ def error_page(status: int, title: str, message: str):
 
 @bp.get("/")
 def index():
-    return render_template("index.html", max_mb=current_app.config["MAX_CONTENT_LENGTH"] // 2**20)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return render_template("index.html", max_bytes=limit, max_mb=limit // 2**20)
 
 
 @bp.post("/predict")

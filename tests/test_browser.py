@@ -55,8 +55,18 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signed-in-as")))
     assert "Upload a chest X-ray" in browser.page_source
     browser.save_screenshot(str(SCREENSHOTS / "ui_upload.png"))
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    with tempfile.TemporaryDirectory() as folder:  # a file over the limit is refused before it is sent (upload.js)
+        big = Path(folder) / "big.dcm"
+        big.write_bytes(b"\0" * (stack.config.max_upload_mb * 2**20 + 1))
+        browser.find_element(By.ID, "file").send_keys(str(big))
+        browser.find_element(By.ID, "submit").click()
+        error = browser.find_element(By.ID, "upload-error")
+        assert error.is_displayed() and f"the upload limit is {stack.config.max_upload_mb}.0 MB" in error.text
+        assert browser.find_elements(By.ID, "upload-form") and not browser.find_elements(By.ID, "verdict")
     browser.find_element(By.ID, "file").send_keys(str(xray))
     assert browser.find_element(By.ID, "drop-text").text == xray.name
+    assert not browser.find_element(By.ID, "upload-error").is_displayed()
     browser.find_element(By.ID, "submit").click()
     WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.ID, "verdict")))
     label = browser.find_element(By.ID, "label").text

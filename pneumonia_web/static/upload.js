@@ -1,11 +1,24 @@
 // Drag-and-drop onto the upload zone; the file input stays the single source of the upload.
+// A file over the upload limit is refused here, before it is sent (Nginx and the apps refuse it too).
 (function () {
+  const form = document.getElementById("upload-form");
   const zone = document.getElementById("drop-zone");
   const input = document.getElementById("file");
   const text = document.getElementById("drop-text");
-  if (!zone || !input) return;
-  const show = () => { if (input.files.length) text.textContent = input.files[0].name; };
+  const error = document.getElementById("upload-error");
+  if (!form || !zone || !input) return;
+  const maxBytes = Number(form.dataset.maxBytes);
+  const tooLarge = () => input.files.length > 0 && maxBytes > 0 && input.files[0].size > maxBytes;
+  const show = () => {
+    if (input.files.length) text.textContent = input.files[0].name;
+    error.hidden = !tooLarge();
+    if (tooLarge()) {
+      const mb = (bytes) => (bytes / 2 ** 20).toFixed(1);
+      error.textContent = `This file is ${mb(input.files[0].size)} MB; the upload limit is ${mb(maxBytes)} MB.`;
+    }
+  };
   input.addEventListener("change", show);
+  form.addEventListener("submit", (ev) => { if (tooLarge()) { ev.preventDefault(); show(); } });
   ["dragenter", "dragover"].forEach((e) => zone.addEventListener(e, (ev) => {
     ev.preventDefault(); zone.classList.add("over");
   }));
