@@ -13,8 +13,8 @@
     if (input.files.length) text.textContent = input.files[0].name;
     error.hidden = !tooLarge();
     if (tooLarge()) {
-      const mb = (bytes) => (bytes / 2 ** 20).toFixed(1);
-      error.textContent = `This file is ${mb(input.files[0].size)} MB; the upload limit is ${mb(maxBytes)} MB.`;
+      const size = (input.files[0].size / 2 ** 20).toFixed(1);
+      error.textContent = `This file is ${size} MB; the upload limit is ${+(maxBytes / 2 ** 20).toFixed(1)} MB.`;
     }
   };
   input.addEventListener("change", show);
