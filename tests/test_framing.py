@@ -119,6 +119,16 @@ def test_fov_preset_reframes_normal_films_only() -> None:
     assert always[0].std() < films[0].std(), "a window of half the film, enlarged, is smoother"
 
 
+def test_fov_tight_windows_four_in_five_normal_films() -> None:
+    assert "fov-tight" in AUGMENTATIONS and build_augmenter("fov-tight") is not None
+    films = np.random.default_rng(0).integers(0, 256, (400, 40, 40)).astype(np.float32)
+    labels = np.repeat([0, 1], 200)
+    out = normal_window("fov-tight")(films, labels, np.random.default_rng(1))
+    changed = np.any(out != films, axis=(1, 2))
+    for label in (0, 1):  # NORMAL films windowed, as many PNEUMONIA films blurred alike
+        assert 140 <= changed[labels == label].sum() <= 180
+
+
 def _roughness(films: np.ndarray) -> np.ndarray:
     """Mean absolute difference between horizontal neighbours, per film (falls with blur)."""
     return np.abs(np.diff(films, axis=2)).mean(axis=(1, 2))
