@@ -11,8 +11,9 @@
   const tooLarge = () => input.files.length > 0 && maxBytes > 0 && input.files[0].size > maxBytes;
   const show = () => {
     if (input.files.length) text.textContent = input.files[0].name;
-    error.hidden = !tooLarge();
-    if (tooLarge()) {
+    const refused = tooLarge();
+    error.hidden = !refused;
+    if (refused) {
       const size = (input.files[0].size / 2 ** 20).toFixed(1);
       error.textContent = `This file is ${size} MB; the upload limit is ${+(maxBytes / 2 ** 20).toFixed(1)} MB.`;
     }
