@@ -1,4 +1,4 @@
-"""Fixtures: a real redis-server, and a tiny model trained once on the fixture X-rays."""
+"""Fixtures: a real redis-server, a tiny model trained once on the fixture X-rays, the whole stack."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from scripts.stack import Stack, StackConfig  # noqa: E402
 from tests.helpers import ACCOUNTS, REPO, XRAYS, free_port, stop, wait_for  # noqa: E402
+
+pytest_plugins = ("tests.diagnostics", "pytester")
 
 
 class RedisServer:

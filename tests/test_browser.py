@@ -31,6 +31,7 @@ def browser() -> Iterator["object"]:
                  "--disable-sync", f"--user-data-dir={profile}", "--window-size=1100,1000",
                  "--ignore-certificate-errors"):  # the HTTPS test's certificate is self-signed
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages for a failure report
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
                               options=options)
     driver.set_page_load_timeout(60)
@@ -82,6 +83,8 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     WebDriverWait(browser, 30).until(
         lambda b: b.current_url.endswith("/results") and b.execute_script("return document.readyState") == "complete")
     assert result_id in browser.page_source, browser.find_element(By.TAG_NAME, "body").text
+    errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors  # no script error, no failed resource (a missing favicon was one) on any page so far
     browser.find_element(By.ID, "sign-out").click()
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signin-form")))
     browser.get(stack.config.url + "results")
