@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from model.predictor import Predictor
 from model.store import ResultStore, redis_from_env
 from pneumonia_api import admin_routes, auth_routes, metrics, predictions
-from pneumonia_api.security import Security, authenticate
+from pneumonia_api.security import Security, authenticate, renew_session
 from pneumonia_api.service import PredictionService
 from pneumonia_api.settings import ApiSettings
 from pneumonia_common.http_metrics import instrument
@@ -42,7 +42,7 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
         store = ResultStore(redis_from_env(settings.redis_url, settings.redis_password, settings.redis_timeout_seconds),
                             settings.result_ttl_seconds)
         service = PredictionService(Predictor(settings.model_path), store)
-        service.warm_up()
+        service.warm_up(heatmap=settings.warm_heatmap)
         log.info("model %s loaded from %s and warmed up", service.predictor.version, settings.model_path)
     security = Security.build(service.store.client, settings)
     security.audit.record("service:api", "model_loaded", detail=f"{service.predictor.version} pid={os.getpid()}")
@@ -62,6 +62,10 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
         return authenticate(security, settings.api_token)
+
+    @app.after_request
+    def _renew_session(response):
+        return renew_session(security, response)
 
     @app.errorhandler(redis.RedisError)
     def _store_unavailable(exc: redis.RedisError):
@@ -88,7 +92,8 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
     @app.get("/readyz")
     def readyz():
         redis_ok = service.store.ping()
-        body = {"model": service.predictor.version, "model_loaded": True, "redis": redis_ok}
+        body = {"model": service.predictor.version, "model_loaded": True, "redis": redis_ok,
+                "heatmap_ready": service.heatmap_ready.is_set()}
         return jsonify(status="ready" if redis_ok else "degraded", **body), 200 if redis_ok else 503
 
     return app

@@ -12,7 +12,7 @@ import hmac
 from dataclasses import dataclass
 
 import redis
-from flask import abort, g, jsonify, request
+from flask import Response, abort, g, jsonify, request
 
 from pneumonia_api import metrics
 from pneumonia_api.accounts import AccountStore
@@ -63,7 +63,8 @@ class Security:
     def build(cls, client: redis.Redis, settings: ApiSettings) -> "Security":
         return cls(
             accounts=AccountStore(client),
-            sessions=SessionStore(client, settings.session_idle_seconds, settings.session_max_seconds),
+            sessions=SessionStore(client, settings.session_idle_seconds, settings.session_max_seconds,
+                                  settings.request_timeout_seconds),
             throttle=SignInThrottle(client, settings.signin_max_failures_per_account,
                                     settings.signin_max_failures_per_address, settings.signin_window_seconds),
             tokens=TokenStore(client),
@@ -104,6 +105,19 @@ def authenticate(security: Security, service_token: str):
         return _error(401, "missing or wrong bearer token")
     g.principal = Principal("token", name, request.remote_addr or "")
     return None
+
+
+def renew_session(security: Security, response: Response) -> Response:
+    """``after_request`` hook: a signed-in user's session idles from the end of a request, not its
+    start (an upload answered after longer than the idle timeout must not end the session)."""
+    session_id = request.headers.get("X-Session-Id", "")
+    caller = g.get("principal")
+    if session_id and caller is not None and caller.kind == "user":
+        try:
+            security.sessions.renew(session_id)
+        except redis.RedisError:
+            metrics.REDIS_ERRORS.labels("session").inc()  # the answer stands; the session idles from its start
+    return response
 
 
 def principal() -> Principal:

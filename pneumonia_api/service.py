@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -53,13 +54,25 @@ class PredictionService:
         self.predictor = predictor
         self.store = store
         self._gradcam = None
+        self._gradcam_lock = threading.Lock()
+        self.heatmap_ready = threading.Event()  # set once the Grad-CAM model is built and has drawn a map
         meta = predictor.metadata
         metrics.MODEL_INFO.labels(predictor.version, meta["backbone"], f"{predictor.threshold:.4f}").set(1)
 
-    def warm_up(self) -> None:
-        """One prediction on a blank image so the first request is not slow."""
-        size = self.predictor.spec.input_size
-        self.predictor.predict_gray(np.zeros((1, size, size), dtype=np.uint8))
+    def warm_up(self, heatmap: bool = False) -> None:
+        """One prediction on a blank image so the first request is not slow; with ``heatmap``, the
+        Grad-CAM model (TensorFlow: about 6 s here, 30 s from a cold disk) is built in the background,
+        so that the first upload from the UI, which always asks for a heat-map, is not slow either."""
+        blank = np.zeros((self.predictor.spec.input_size,) * 2, dtype=np.uint8)
+        self.predictor.predict_gray(blank[None])
+        if heatmap:
+            threading.Thread(target=self._warm_heatmap, args=(blank,), name="heatmap-warm-up", daemon=True).start()
+
+    def _warm_heatmap(self, blank: np.ndarray) -> None:
+        try:
+            self._explain(blank)
+        except Exception:  # noqa: BLE001 - a request asking for a heat-map will meet (and report) the same error
+            log.exception("heat-map warm-up failed")
 
     def predict(self, data: bytes, heatmap: bool = False, owner: str = "") -> Prediction:
         """Classify image bytes (raises ``ImageDecodeError`` for bad input) and try to store it."""
@@ -94,11 +107,14 @@ class PredictionService:
             return False
 
     def _explain(self, gray: np.ndarray) -> bytes:
-        if self._gradcam is None:
-            from model.gradcam import GradCam
+        with self._gradcam_lock:  # one build, shared with the warm-up thread
+            if self._gradcam is None:
+                from model.gradcam import GradCam
 
-            self._gradcam = GradCam(self.predictor.keras_model, self.predictor.metadata["gradcam_layer"])
-        return self._gradcam.overlay_png(gray, self.predictor.spec, self.predictor.threshold)
+                self._gradcam = GradCam(self.predictor.keras_model, self.predictor.metadata["gradcam_layer"])
+            png = self._gradcam.overlay_png(gray, self.predictor.spec, self.predictor.threshold)
+        self.heatmap_ready.set()
+        return png
 
 
 def _png(gray: np.ndarray) -> bytes:

@@ -16,12 +16,18 @@ from pneumonia_api.accounts import AccountStore, User
 
 
 class SessionStore:
-    """``<prefix>:session:<sha256(id)>`` hashes whose TTL is the idle timeout, renewed on use."""
+    """``<prefix>:session:<sha256(id)>`` hashes whose TTL is the idle timeout, renewed on use.
 
-    def __init__(self, client: redis.Redis, idle_seconds: int, max_seconds: int, prefix: str = "pneumonia") -> None:
+    Idle time runs from the end of the last request: while a request is being answered the TTL is
+    the idle timeout plus ``request_seconds`` (no request runs longer: the worker timeout), and
+    :meth:`renew` sets it back to the idle timeout when the answer is ready."""
+
+    def __init__(self, client: redis.Redis, idle_seconds: int, max_seconds: int, request_seconds: int = 60,
+                 prefix: str = "pneumonia") -> None:
         self.client = client
         self.idle_seconds = idle_seconds
         self.max_seconds = max_seconds
+        self.request_seconds = request_seconds
         self.prefix = prefix
 
     def _key(self, session_id: str) -> str:
@@ -49,8 +55,12 @@ class SessionStore:
                 or time.time() - created > self.max_seconds):
             self.client.delete(key)
             return None
-        self.client.expire(key, self.idle_seconds)
+        self.client.expire(key, self.idle_seconds + self.request_seconds)
         return user
+
+    def renew(self, session_id: str) -> None:
+        """Restart the idle timeout of a live session at the end of a request (never revives an ended one)."""
+        self.client.expire(self._key(session_id), self.idle_seconds)
 
     def delete(self, session_id: str) -> None:
         """Sign out."""

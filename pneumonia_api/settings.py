@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.store import DEFAULT_TTL_SECONDS
-from pneumonia_common.env import env_float, env_int, env_str
+from pneumonia_common.env import env_bool, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class ApiSettings:
     results_limit_max: int = 200
     session_idle_seconds: int = 15 * 60
     session_max_seconds: int = 12 * 3600
+    request_timeout_seconds: int = 60
+    warm_heatmap: bool = True
     signin_max_failures_per_account: int = 5
     signin_max_failures_per_address: int = 20
     signin_window_seconds: int = 15 * 60
@@ -39,6 +41,8 @@ class ApiSettings:
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             session_idle_seconds=env_int("SESSION_IDLE_SECONDS", cls.session_idle_seconds),
             session_max_seconds=env_int("SESSION_MAX_SECONDS", cls.session_max_seconds),
+            request_timeout_seconds=env_int("API_WORKER_TIMEOUT_SECONDS", cls.request_timeout_seconds),
+            warm_heatmap=env_bool("API_WARM_HEATMAP", cls.warm_heatmap),
             signin_max_failures_per_account=env_int("SIGNIN_MAX_FAILURES_PER_ACCOUNT",
                                                     cls.signin_max_failures_per_account),
             signin_max_failures_per_address=env_int("SIGNIN_MAX_FAILURES_PER_ADDRESS",

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     record = PredictionRecord(label="NORMAL", probability=0.1, threshold=0.5, model_version="bench",
                               image_sha256="0" * 64)
     app = create_app(ApiSettings(model_path=str(args.model), redis_url=f"redis://127.0.0.1:{args.redis_port}/0",
-                                 redis_password=secret["REDIS_PASSWORD"], api_token=secret["API_TOKEN"])).test_client()
+                                 redis_password=secret["REDIS_PASSWORD"], api_token=secret["API_TOKEN"],
+                                 warm_heatmap=False)).test_client()  # no heat-map measured here
     headers = {"Authorization": f"Bearer {secret['API_TOKEN']}"}
     session = requests.Session()
 

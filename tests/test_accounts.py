@@ -22,8 +22,9 @@ PASSWORDS = {"ann": "ann-password-123", "ben": "ben-password-123", "root": "root
 
 @pytest.fixture(scope="module")
 def api_app(tiny_model: Path, module_redis: RedisServer):
+    # no heat-map warm-up: no TensorFlow loading in the background beside the 2-s session timings
     settings = ApiSettings(model_path=str(tiny_model), redis_url=module_redis.url, redis_password=module_redis.password,
-                           api_token=TOKEN, session_idle_seconds=2, session_max_seconds=3600,
+                           api_token=TOKEN, session_idle_seconds=2, session_max_seconds=3600, warm_heatmap=False,
                            signin_max_failures_per_account=3, signin_max_failures_per_address=6)
     return create_app(settings)
 
@@ -106,6 +107,26 @@ def test_session_idle_timeout_and_sign_out(api: FlaskClient) -> None:
     assert _as(api, "POST", "/auth/sign-out", session).status_code == 200
     assert _as(api, "GET", "/auth/session", session).status_code == 401
     assert [e["action"] for e in _audit(api, actor="user:ann")][:2] == ["sign_out", "sign_in"]
+
+
+def test_a_request_longer_than_the_idle_timeout_keeps_the_session(api: FlaskClient, api_app,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle timeout (2 s here) runs from the end of the last request: an upload answered after
+    2.5 s (a cold model) leaves the session signed in, and it still expires when really idle."""
+    service = api_app.extensions["prediction_service"]
+    predict = service.predict
+
+    def slow_predict(*args, **kwargs):
+        time.sleep(2.5)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(service, "predict", slow_predict)
+    session = _session(api, "ann")
+    made = _as(api, "POST", "/predict", session, data={"file": (XRAY.open("rb"), XRAY.name)})
+    assert made.status_code == 200, made.get_json()
+    assert _as(api, "GET", "/results", session).status_code == 200
+    time.sleep(2.5)
+    assert _as(api, "GET", "/results", session).status_code == 401
 
 
 def test_disable_and_password_reset_end_sessions(api: FlaskClient) -> None:

@@ -75,17 +75,23 @@ def test_atypicality_is_fitted_and_flags_films_that_are_not_chest_films(predicto
     assert np.all(predictor.assess_gray(squares)[1] >= 1.0)
 
 
-def test_api_worker_with_onnx_needs_no_tensorflow(shipped_model: Path) -> None:
-    """The lean serving path: loading the API with the ONNX engine never imports TensorFlow."""
+@pytest.mark.parametrize("warm_heatmap", [False, True])
+def test_api_worker_with_onnx_loads_tensorflow_only_for_heatmaps(shipped_model: Path, warm_heatmap: bool) -> None:
+    """The lean serving path: loading the API with the ONNX engine never imports TensorFlow, unless
+    the heat-map warm-up (``API_WARM_HEATMAP``, on by default: the UI always asks for one) builds
+    the Grad-CAM model in the background, which then reports itself ready."""
     import subprocess
     import sys
 
     from tests.helpers import REPO
 
     code = ("import sys; from pneumonia_api import create_app; from pneumonia_api.settings import ApiSettings; "
-            f"app = create_app(ApiSettings(model_path={str(shipped_model)!r}, api_token='t')); "
-            "assert app.extensions['prediction_service'].predictor.engine == 'onnx'; "
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+            f"app = create_app(ApiSettings(model_path={str(shipped_model)!r}, api_token='t', "
+            f"warm_heatmap={warm_heatmap})); service = app.extensions['prediction_service']; "
+            "assert service.predictor.engine == 'onnx'; "
+            f"assert service.heatmap_ready.wait(120) is {warm_heatmap}; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules, "
+            "app.test_client().get('/readyz').get_json()['heatmap_ready'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["False", "False"]
+    assert proc.stdout.split() == [str(warm_heatmap)] * 3
