@@ -136,6 +136,17 @@ def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
     rows = browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
     assert rows and any("sign_in" in row.text for row in rows)
     browser.save_screenshot(str(SCREENSHOTS / "ui_audit.png"))
+    assert not unlabelled_fields(browser)
+    browser.get(stack.config.url + "admin/users")
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "users")))
+    assert not unlabelled_fields(browser)
+
+
+def unlabelled_fields(browser) -> list[str]:
+    """Names of the page's visible form fields that a screen reader could not name (no label, no aria-label)."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+        ".filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.name)")
 
 
 @pytest.fixture()
