@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pneumonia_common.gunicorn_base import child_exit, on_starting, settings  # noqa: E402,F401
+from pneumonia_common.gunicorn_base import child_exit, on_starting, post_fork, settings  # noqa: E402,F401
 
 _config = settings("api", 5000)
 # The cores shared among the workers: with ONNX Runtime's default (every core in every worker) two

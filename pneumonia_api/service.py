@@ -69,10 +69,13 @@ class PredictionService:
             threading.Thread(target=self._warm_heatmap, args=(blank,), name="heatmap-warm-up", daemon=True).start()
 
     def _warm_heatmap(self, blank: np.ndarray) -> None:
+        started = time.perf_counter()
         try:
             self._explain(blank)
         except Exception:  # noqa: BLE001 - a request asking for a heat-map will meet (and report) the same error
             log.exception("heat-map warm-up failed")
+            return
+        log.info("heat-map model ready after %.1f s of warm-up", time.perf_counter() - started)
 
     def predict(self, data: bytes, heatmap: bool = False, owner: str = "") -> Prediction:
         """Classify image bytes (raises ``ImageDecodeError`` for bad input) and try to store it."""

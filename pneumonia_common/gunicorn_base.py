@@ -1,12 +1,15 @@
-"""Shared gunicorn settings: multiprocess Prometheus metrics and logging to stdout/stderr.
+"""Shared gunicorn settings: multiprocess Prometheus metrics and logging to stdout/stderr (the apps'
+own log records too).
 
 Each app's ``gunicorn_config.py`` calls :func:`settings` and imports the hooks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,23 @@ def metrics_dir(app_name: str) -> str:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(Path(tempfile.gettempdir()) / f"prom-{app_name}-{os.getpid()}")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
+
+
+APP_LOGGERS = ("pneumonia_api", "pneumonia_web", "pneumonia_common", "model")
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each worker, before the app loads: the apps' log records at ``LOG_LEVEL`` and up go to
+    stderr in gunicorn's format (without this, only warnings reached the log, through Python's
+    last-resort handler; the model load and the heat-map warm-up were not logged)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+                                           "[%Y-%m-%d %H:%M:%S %z]"))
+    for name in APP_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(os.environ.get("LOG_LEVEL", "info").upper())
+        logger.propagate = False
 
 
 def on_starting(server: Any) -> None:

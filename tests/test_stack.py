@@ -49,6 +49,15 @@ def test_upload_through_the_ui_form_lands_in_redis(stack: Stack) -> None:
     assert session.get(stack.config.url + f"results/{result_id}", timeout=10).status_code == 200
 
 
+def test_every_api_worker_warms_its_heatmap_model_and_logs_it(stack: Stack) -> None:
+    """The API's own log records reach its log: each of the two workers reports its model and, in the
+    background, its ready heat-map model (API_WARM_HEATMAP's default)."""
+    log = stack.log_dir / "api.log"
+    wait_for(lambda: log.read_text(errors="replace").count("heat-map model ready after") >= 2, timeout=180,
+             what="both API workers' heat-map warm-up")
+    assert log.read_text(errors="replace").count("pneumonia_api: model ") >= 2
+
+
 def test_api_through_nginx_needs_the_token(stack: Stack) -> None:
     url = stack.config.url + "api/predict"
     ok = requests.post(url, files={"file": XRAY.read_bytes()}, headers={"Authorization": f"Bearer {_token(stack)}"},
