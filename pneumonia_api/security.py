@@ -110,11 +110,10 @@ def authenticate(security: Security, service_token: str):
 def renew_session(security: Security, response: Response) -> Response:
     """``after_request`` hook: a signed-in user's session idles from the end of a request, not its
     start (an upload answered after longer than the idle timeout must not end the session)."""
-    session_id = request.headers.get("X-Session-Id", "")
     caller = g.get("principal")
-    if session_id and caller is not None and caller.kind == "user":
+    if caller is not None and caller.kind == "user":  # a user principal comes from X-Session-Id alone
         try:
-            security.sessions.renew(session_id)
+            security.sessions.renew(request.headers["X-Session-Id"])
         except redis.RedisError:
             metrics.REDIS_ERRORS.labels("session").inc()  # the answer stands; the session idles from its start
     return response

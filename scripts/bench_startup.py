@@ -47,9 +47,9 @@ def measure(model: Path, engine: str, warm_heatmap: bool = False) -> tuple[float
                 answer = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
                 if answer.status_code in (200, 503) and (answer.json()["heatmap_ready"] or not warm_heatmap):
                     break
-                time.sleep(0.05)
             except requests.RequestException:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
             if time.perf_counter() - started > 120 or proc.poll() is not None:
                 raise RuntimeError(f"{engine}: API did not become ready")
         ready = time.perf_counter() - started
