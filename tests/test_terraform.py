@@ -204,6 +204,25 @@ def test_user_data_renders_to_valid_shell(template: Path, tmp_path: Path) -> Non
     assert used == passed
 
 
+def _service_type(unit: str) -> str:
+    """``Type=`` of a unit from deploy/systemd/ or the distribution's (installed by make test)."""
+    for folder in (REPO / "deploy/systemd", Path("/lib/systemd/system"), Path("/usr/lib/systemd/system")):
+        if (folder / f"{unit}.service").is_file():
+            found = re.search(r"^Type=(\w+)", (folder / f"{unit}.service").read_text(), re.M)
+            return found.group(1) if found else "simple"
+    raise AssertionError(f"no unit file for {unit}: scripts/install_system_deps.sh installs it")
+
+
+def test_provisioning_reloads_only_services_that_were_ready_when_started() -> None:
+    """``systemctl reload`` is a signal; sent right after ``enable --now`` of a Type=simple service
+    it can arrive before the handler exists. CI's rehearsal lost Prometheus that way (a SIGHUP
+    within ~50 ms of its start kills it); forking and notify services are ready when start returns."""
+    reloaded = re.findall(r"systemctl reload (\S+)", (REPO / "deploy/provision/provision.sh").read_text())
+    assert reloaded, "the pattern no longer matches provision.sh"
+    racing = {unit: kind for unit in reloaded if (kind := _service_type(unit)) not in ("forking", "notify")}
+    assert not racing, f"reloaded without waiting for readiness: {racing}"
+
+
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shellcheck(script: Path) -> None:
     check = subprocess.run(["shellcheck", "-x", str(script)], capture_output=True, text=True, cwd=REPO)

@@ -188,7 +188,9 @@ role_monitoring() {
     "prometheus=127.0.0.1:9090=monitoring" "node=$NODE_TARGETS" "api=$API_TARGETS" "ui=$UI_TARGETS" \
     "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS"
   promtool check config /etc/prometheus/prometheus.yml
-  systemctl enable --now prometheus && systemctl reload prometheus
+  # restart, not reload: reload is a SIGHUP, and one sent in the first ~50 ms, before Prometheus
+  # installs its handler, kills it (and systemd counts a SIGHUP exit as clean, so no restart).
+  systemctl enable prometheus && systemctl restart prometheus
   if [ -n "$OFFLINE" ]; then
     log "offline: Grafana (from its own apt repository) is not installed"
     return

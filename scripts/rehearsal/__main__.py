@@ -165,11 +165,22 @@ class Rehearsal:
             if health and set(health.values()) == {"up"} and len(health) >= len(self.topology.hosts) + 4:
                 break
             if time.monotonic() > deadline:
-                raise RehearsalFailed(f"Prometheus targets not all up after {seconds:.0f}s: {health}")
+                raise RehearsalFailed(f"Prometheus targets not all up after {seconds:.0f}s: {health}\n"
+                                      f"{self._service_report(monitoring, 'prometheus.service')}")
             time.sleep(2)
         print(f"Prometheus on {monitoring.name} scrapes {len(health)} targets over the private addresses, all up:")
         for name in sorted(health):
             print(f"  {name}")
+
+    def _service_report(self, host: Host, unit: str, lines: int = 15) -> str:
+        """Whether ``unit`` still runs on ``host`` and the end of its log (from the systemctl stand-in)."""
+        root = self.fs[host.name].root
+        pid_file, log = root / f"run/rehearsal-units/{unit}.pid", root / f"var/log/rehearsal/{unit}.log"
+        state = "never started"
+        if pid_file.is_file():
+            state = "running" if Path(f"/proc/{pid_file.read_text().strip()}").exists() else "exited"
+        tail = log.read_text(errors="replace").splitlines()[-lines:] if log.is_file() else []
+        return "\n".join([f"{unit} on {host.name}: {state}; the end of its log:", *tail])
 
     # -- cleanup -------------------------------------------------------------------
     def destroy(self) -> None:
