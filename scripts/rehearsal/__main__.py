@@ -164,23 +164,28 @@ class Rehearsal:
             health = {f"{t['labels']['job']} {t['labels']['instance']}": t["health"] for t in targets}
             if health and set(health.values()) == {"up"} and len(health) >= len(self.topology.hosts) + 4:
                 break
-            if time.monotonic() > deadline:
-                raise RehearsalFailed(f"Prometheus targets not all up after {seconds:.0f}s: {health}\n"
-                                      f"{self._service_report(monitoring, 'prometheus.service')}")
+            state = self._service_state(monitoring, "prometheus.service")
+            if state != "running" or time.monotonic() > deadline:  # an exited Prometheus will not come back
+                what = f"targets not all up after {seconds:.0f}s: {health}" if state == "running" else "not running"
+                raise RehearsalFailed(f"Prometheus on {monitoring.name} {what}\n"
+                                      f"{self._service_report(monitoring, 'prometheus.service', state)}")
             time.sleep(2)
         print(f"Prometheus on {monitoring.name} scrapes {len(health)} targets over the private addresses, all up:")
         for name in sorted(health):
             print(f"  {name}")
 
-    def _service_report(self, host: Host, unit: str, lines: int = 15) -> str:
-        """Whether ``unit`` still runs on ``host`` and the end of its log (from the systemctl stand-in)."""
-        root = self.fs[host.name].root
-        pid_file, log = root / f"run/rehearsal-units/{unit}.pid", root / f"var/log/rehearsal/{unit}.log"
-        state = "never started"
-        if pid_file.is_file():
-            state = "running" if Path(f"/proc/{pid_file.read_text().strip()}").exists() else "exited"
+    def _service_state(self, host: Host, unit: str) -> str:
+        """``running``, ``exited`` or ``never started``, from the systemctl stand-in's PID file."""
+        pid_file = self.fs[host.name].root / f"run/rehearsal-units/{unit}.pid"
+        if not pid_file.is_file():
+            return "never started"
+        return "running" if Path(f"/proc/{pid_file.read_text().strip()}").exists() else "exited"
+
+    def _service_report(self, host: Host, unit: str, state: str, lines: int = 15) -> str:
+        """``unit``'s state on ``host`` and the end of its log."""
+        log = self.fs[host.name].root / f"var/log/rehearsal/{unit}.log"
         tail = log.read_text(errors="replace").splitlines()[-lines:] if log.is_file() else []
-        return "\n".join([f"{unit} on {host.name}: {state}; the end of its log:", *tail])
+        return "\n".join([f"{unit} on {host.name}: {state}; the end of its log:", *(tail or ["(empty)"])])
 
     # -- cleanup -------------------------------------------------------------------
     def destroy(self) -> None:
