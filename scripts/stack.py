@@ -1,4 +1,4 @@
-"""The local stack: Redis, API, UI, Nginx, Prometheus and exporters as real processes on loopback.
+"""The local stack: Redis, API, UI, Nginx, Prometheus, exporters and mtail as real processes on loopback.
 
 ``python -m scripts.stack up|down|status`` (``make up`` / ``make down`` / ``make status``), and
 ``python -m scripts.stack users|tokens ...`` (``make users ARGS=...``): the admin CLI with the stack's settings.
@@ -56,6 +56,7 @@ class StackConfig:
     redis_exporter_port: int = 9121
     nginx_exporter_port: int = 9113
     nginx_status_port: int = 8081
+    edge_metrics_port: int = 3903
     model_path: Path = REPO / "models" / "best_model.keras"
     python: str = sys.executable
     api_workers: int = 2
@@ -120,6 +121,7 @@ class Stack:
         self.run_dir = config.run_dir.resolve()
         self.conf_dir = self.run_dir / "conf"
         self.log_dir = self.run_dir / "logs"
+        self.edge_log = self.log_dir / "nginx-edge.log"  # written by Nginx, read by mtail
         self.pid_dir = self.run_dir / "pids"
 
     # -- secrets and configuration -------------------------------------------------
@@ -163,6 +165,7 @@ class Stack:
             "CLIENT_TIMEOUT": c.client_timeout,
             "TLS_SETTINGS": "# Plain HTTP on loopback: TLS is for the public host (deploy/provision/provision.sh).",
             "HTTP_REDIRECT": "# (no HTTP-to-HTTPS redirect on loopback)",
+            "EDGE_LOG": str(self.edge_log),
         }), 0o644)
         self._write("nginx.conf", self.nginx_main_config(self.run_dir), 0o644)
         prom = self.conf_dir / "prometheus"  # updated in place: a running Prometheus watches targets/
@@ -174,6 +177,7 @@ class Stack:
             "ui": [(f"127.0.0.1:{c.ui_port}", "ui")],
             "redis": [(f"127.0.0.1:{c.redis_exporter_port}", "api")],
             "nginx": [(f"127.0.0.1:{c.nginx_exporter_port}", "nginx")],
+            "edge": [(f"127.0.0.1:{c.edge_metrics_port}", "nginx")],
         }
         write_targets(prom / "targets", targets)
         config = prom / "prometheus.yml"
@@ -226,6 +230,9 @@ class Stack:
             Service("nginx_exporter", ["prometheus-nginx-exporter", f"-web.listen-address=127.0.0.1:{c.nginx_exporter_port}",
                                        f"-nginx.scrape-uri=http://127.0.0.1:{c.nginx_status_port}/stub_status"],
                     _http_ok(f"http://127.0.0.1:{c.nginx_exporter_port}/metrics")),
+            Service("mtail", ["mtail", "--progs", str(DEPLOY / "mtail"), "--logs", str(self.edge_log),
+                              "--address", "127.0.0.1", "--port", str(c.edge_metrics_port), "--logtostderr"],
+                    _http_ok(f"http://127.0.0.1:{c.edge_metrics_port}/metrics")),
             Service("prometheus", ["prometheus", f"--config.file={self.conf_dir / 'prometheus/prometheus.yml'}",
                                    f"--storage.tsdb.path={self.run_dir / 'prometheus-data'}",
                                    f"--web.listen-address=127.0.0.1:{c.prometheus_port}"],

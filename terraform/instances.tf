@@ -53,6 +53,7 @@ locals {
       api_targets     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
       redis_targets   = "${local.redis_ip}:9121"
       nginx_targets   = "${local.hosts.nginx.ip}:9113"
+      edge_targets    = "${local.hosts.nginx.ip}:3903"
     })
   }
 }

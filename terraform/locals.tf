@@ -38,6 +38,7 @@ locals {
     monitoring_to_ui         = { from = "monitoring", to = "ui", port = 5001, description = "Prometheus scrapes UI /metrics" }
     monitoring_to_redis_exp  = { from = "monitoring", to = "api", port = 9121, description = "Prometheus scrapes redis_exporter" }
     monitoring_to_nginx_exp  = { from = "monitoring", to = "nginx", port = 9113, description = "Prometheus scrapes nginx_exporter" }
+    monitoring_to_nginx_edge = { from = "monitoring", to = "nginx", port = 3903, description = "Prometheus scrapes mtail (Nginx answers by status)" }
     monitoring_to_node_nginx = { from = "monitoring", to = "nginx", port = 9100, description = "node_exporter" }
     monitoring_to_node_ui    = { from = "monitoring", to = "ui", port = 9100, description = "node_exporter" }
     monitoring_to_node_api   = { from = "monitoring", to = "api", port = 9100, description = "node_exporter" }

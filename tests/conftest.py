@@ -109,7 +109,7 @@ def shipped_model() -> Path:
 
 
 PORTS = ("http_port", "api_port", "ui_port", "redis_port", "prometheus_port", "node_exporter_port",
-         "redis_exporter_port", "nginx_exporter_port", "nginx_status_port")
+         "redis_exporter_port", "nginx_exporter_port", "nginx_status_port", "edge_metrics_port")
 
 
 # A short idle timeout so that a test can watch a session expire; a per-address sign-in limit

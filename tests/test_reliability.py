@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,14 +115,27 @@ def test_wrong_or_missing_token(stack: Stack, header: dict) -> None:
     assert resp.status_code == 401 and _stored_count(stack) == before
 
 
+def _edge_refusals(stack: Stack) -> float:
+    """Nginx's own 429s on the UI side, as mtail exports them from the edge log."""
+    text = requests.get(f"http://127.0.0.1:{stack.config.edge_metrics_port}/metrics", timeout=10).text
+    pattern = r'^nginx_edge_responses_total\{origin="nginx",prog="nginx_edge.mtail",side="ui",status="429"\} (\S+)$'
+    return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+
 def test_flood_from_one_client_gets_429_and_the_service_stays_up(stack: Stack) -> None:
     url = stack.config.url + "healthz"
+    before = _edge_refusals(stack)
     done = subprocess.run([sys.executable, "-m", "tests.flood", url, "400", "16"], cwd=REPO, capture_output=True,
                           text=True, timeout=120, check=True)
     flood = json.loads(done.stdout)
     codes = Counter(flood["codes"])
     assert 429 in codes and set(codes) <= {200, 429}, codes
     assert "<h1>Too many requests</h1>" in flood["refused_page"]
+    # every refusal is counted for Prometheus, though no app saw it
+    try:
+        wait_for(lambda: _edge_refusals(stack) == before + codes[429], 10, "mtail")
+    except TimeoutError:
+        pytest.fail(f"mtail counted {_edge_refusals(stack) - before:.0f} of {codes[429]} refusals")
     time.sleep(2)  # the bucket refills
     assert requests.get(url, timeout=10).status_code == 200
 

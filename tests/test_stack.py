@@ -101,7 +101,7 @@ def test_prometheus_scrapes_every_target(stack: Stack) -> None:
         return {t["labels"]["job"]: f"{t['health']} {t.get('lastError', '')}".strip() for t in targets}
 
     try:
-        wait_for(lambda: set(health().values()) == {"up"} and len(health()) == 6, 45, "Prometheus targets")
+        wait_for(lambda: set(health().values()) == {"up"} and len(health()) == 7, 45, "Prometheus targets")
     except TimeoutError:
         pytest.fail(f"targets not all up: {health()}")
     _targets_table(requests.get(url, timeout=5).json()["data"]["activeTargets"])

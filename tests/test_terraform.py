@@ -92,7 +92,7 @@ EXPECTED_FLOWS = {
     ("nginx", "ui", 5001), ("nginx", "api", 5000), ("nginx", "monitoring", 3000),
     ("ui", "api", 5000), ("training", "api", 5000),
     ("monitoring", "api", 5000), ("monitoring", "ui", 5001), ("monitoring", "api", 9121), ("monitoring", "nginx", 9113),
-    ("monitoring", "nginx", 9100), ("monitoring", "ui", 9100), ("monitoring", "api", 9100),
+    ("monitoring", "nginx", 3903), ("monitoring", "nginx", 9100), ("monitoring", "ui", 9100), ("monitoring", "api", 9100),
     ("monitoring", "monitoring", 9100), ("monitoring", "training", 9100),
 }
 
@@ -175,7 +175,7 @@ SAMPLE = {
     "monitoring_ip": "10.20.11.10", "public_ip": "203.0.113.7", "redis_url": "redis://10.20.10.20:6379/0", "use_elasticache": "false",
     "max_upload_mb": "20", "result_ttl": "2592000", "training_args": "--backbone resnet50 --epochs 15",
     "node_targets": "10.20.0.10:9100=nginx", "ui_targets": "10.20.10.10:5001", "api_targets": "10.20.10.20:5000",
-    "redis_targets": "10.20.10.20:9121", "nginx_targets": "10.20.0.10:9113",
+    "redis_targets": "10.20.10.20:9121", "nginx_targets": "10.20.0.10:9113", "edge_targets": "10.20.0.10:3903",
 }
 
 

@@ -91,7 +91,7 @@ tls_certificate() {  # a self-signed certificate naming this host's addresses, u
 }
 
 role_nginx() {
-  packages nginx openssl prometheus-nginx-exporter
+  packages nginx openssl prometheus-nginx-exporter mtail
   tls_certificate
   # HTTPS on 443 (TLS 1.2+); port 80 only redirects. HSTS takes effect once the certificate is CA-issued.
   export NGINX_LISTEN="443 ssl" STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s
@@ -104,16 +104,22 @@ add_header Strict-Transport-Security \"max-age=31536000\" always;"
   API_SERVERS_RENDERED=$(servers "$API_SERVERS")
   export UI_SERVERS=$UI_SERVERS_RENDERED API_SERVERS=$API_SERVERS_RENDERED
   GRAFANA_LOCATION="location /grafana/ { proxy_set_header Host \$host; proxy_pass http://$MONITORING_IP:3000; }"
-  export GRAFANA_LOCATION MAX_UPLOAD_MB
+  export GRAFANA_LOCATION MAX_UPLOAD_MB EDGE_LOG=/var/log/nginx/edge.log
   render "$REPO/deploy/nginx/pneumonia.conf.tmpl" /etc/nginx/conf.d/pneumonia.conf \
     NGINX_LISTEN UI_SERVERS API_SERVERS MAX_UPLOAD_MB RATE_LIMIT RATE_BURST STATUS_LISTEN GRAFANA_LOCATION \
-    CLIENT_TIMEOUT TLS_SETTINGS HTTP_REDIRECT
+    CLIENT_TIMEOUT TLS_SETTINGS HTTP_REDIRECT EDGE_LOG
+  # made here, as logrotate makes it, so that mtail finds it before Nginx's reload writes to it
+  [ -e "$EDGE_LOG" ] || install -m 0640 -o www-data -g adm /dev/null "$EDGE_LOG"
   rm -f /etc/nginx/sites-enabled/default
   nginx -t
   systemctl enable --now nginx && systemctl reload nginx
   echo 'ARGS="-web.listen-address=:9113 -nginx.scrape-uri=http://127.0.0.1:8081/stub_status"' \
     >/etc/default/prometheus-nginx-exporter
   systemctl restart prometheus-nginx-exporter
+  # mtail (as the mtail user, in group adm) turns the edge log into metrics on :3903.
+  install -m 0644 "$REPO/deploy/mtail/nginx_edge.mtail" /etc/mtail/
+  printf 'LOGS=%s\nHOST=0.0.0.0\nPORT=3903\n' "$EDGE_LOG" >/etc/default/mtail
+  systemctl enable mtail && systemctl restart mtail
 }
 
 role_ui() {
@@ -186,7 +192,7 @@ role_monitoring() {
   cp "$REPO"/deploy/prometheus/rules/*.yml /etc/prometheus/rules/
   "$REPO/deploy/provision/write_targets.py" /etc/prometheus/targets \
     "prometheus=127.0.0.1:9090=monitoring" "node=$NODE_TARGETS" "api=$API_TARGETS" "ui=$UI_TARGETS" \
-    "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS"
+    "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS" "edge=$EDGE_TARGETS"
   promtool check config /etc/prometheus/prometheus.yml
   # restart, not reload: reload is a SIGHUP, and one sent in the first ~50 ms, before Prometheus
   # installs its handler, kills it (and systemd counts a SIGHUP exit as clean, so no restart).

@@ -162,7 +162,7 @@ class Rehearsal:
                        ns=self.lab.ns(monitoring.name), check=False)
             targets = json.loads(done.stdout)["data"]["activeTargets"] if done.returncode == 0 else []
             health = {f"{t['labels']['job']} {t['labels']['instance']}": t["health"] for t in targets}
-            if health and set(health.values()) == {"up"} and len(health) >= len(self.topology.hosts) + 4:
+            if health and set(health.values()) == {"up"} and len(health) >= len(self.topology.hosts) + 6:
                 break
             state = self._service_state(monitoring, "prometheus.service")
             if state != "running" or time.monotonic() > deadline:  # an exited Prometheus will not come back

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Written by provision.sh or by the services it starts.
-PRIVATE_DIRS = ("/etc/pneumonia", "/etc/nginx", "/etc/default", "/etc/prometheus", "/etc/systemd/system",
+PRIVATE_DIRS = ("/etc/pneumonia", "/etc/nginx", "/etc/default", "/etc/prometheus", "/etc/mtail", "/etc/systemd/system",
                 "/usr/local/bin", "/var/lib/pneumonia", "/var/lib/redis", "/var/lib/prometheus", "/var/log", "/run")
 SEEDED_DIRS = ("/etc/nginx", "/etc/default")  # start from the distribution's files, as on a fresh host
 REPO_MOUNT = "/opt/pneumonia"
