@@ -6,7 +6,8 @@ internet client, installs on every host an nftables firewall generated from its 
 rules, provisions every role with ``deploy/provision/provision.sh`` (the script its user_data
 runs, with the rehearsal switches documented there), then proves by real connections that the
 wiring allows exactly the flows of ``deploy/network_policy.yml``: it prints the flow matrix, walks
-the doctor's path (sign in, upload, result) and checks that Prometheus scrapes every target.
+the doctor's path (sign in, upload, result) and checks that Prometheus scrapes every target and
+sees the doctor's requests in Nginx's answers (the edge log, through mtail).
 Everything it created is removed at the end, also on Ctrl-C, errors and its time limit.
 """
 
@@ -173,6 +174,23 @@ class Rehearsal:
         print(f"Prometheus on {monitoring.name} scrapes {len(health)} targets over the private addresses, all up:")
         for name in sorted(health):
             print(f"  {name}")
+        self._edge_counted(monitoring, deadline)
+
+    def _edge_counted(self, monitoring: Host, deadline: float) -> None:
+        """The doctor's requests went edge log -> mtail -> Prometheus (Nginx's answers by status)."""
+        query = "sum by (side, status) (nginx_edge_responses_total)"
+        while True:
+            done = run("curl", "-fsS", "-m", "5", "--get", "--data-urlencode", f"query={query}",
+                       "http://127.0.0.1:9090/api/v1/query", ns=self.lab.ns(monitoring.name), check=False)
+            result = json.loads(done.stdout)["data"]["result"] if done.returncode == 0 else []
+            counts = {f"{r['metric']['side']} {r['metric']['status']}": float(r["value"][1]) for r in result}
+            if sum(counts.values()) > 0:
+                break
+            if time.monotonic() > deadline:
+                raise RehearsalFailed(f"no Nginx answer reached Prometheus through mtail: {counts}")
+            time.sleep(2)
+        print("Nginx's answers so far, counted by mtail on the Nginx host (side status: count): "
+              + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(counts.items())))
 
     def _service_state(self, host: Host, unit: str) -> str:
         """``running``, ``exited`` or ``never started``, from the systemctl stand-in's PID file."""
