@@ -139,9 +139,11 @@ def test_stack_up_is_idempotent_and_status_is_healthy(stack: Stack, capsys: pyte
 def test_down_leaves_no_process(shipped_model: Path, tmp_path: Path) -> None:
     stack = Stack(StackConfig(run_dir=tmp_path / "run", model_path=shipped_model, api_workers=1, **free_ports()))
     stack.up()
-    pids = [int(p.read_text()) for p in (tmp_path / "run" / "pids").glob("*.pid")]
-    assert len(pids) == 9
-    stack.down()
+    try:
+        pids = [int(p.read_text()) for p in (tmp_path / "run" / "pids").glob("*.pid")]
+        assert len(pids) == 9
+    finally:
+        stack.down()  # also when the count is wrong: a failed test leaves no stack behind
     time.sleep(0.5)
     for pid in pids:  # each service is its own process group: workers included
         with pytest.raises(ProcessLookupError):
