@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from model.store import DEFAULT_TTL_SECONDS
 from pneumonia_common.env import env_bool, env_float, env_int, env_str
+from pneumonia_common.gunicorn_base import WORKER_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class ApiSettings:
     results_limit_max: int = 200
     session_idle_seconds: int = 15 * 60
     session_max_seconds: int = 12 * 3600
-    request_timeout_seconds: int = 60
+    request_timeout_seconds: int = WORKER_TIMEOUT_SECONDS  # the same variable as gunicorn's timeout
     warm_heatmap: bool = True
     signin_max_failures_per_account: int = 5
     signin_max_failures_per_address: int = 20

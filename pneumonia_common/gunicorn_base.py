@@ -22,6 +22,7 @@ def metrics_dir(app_name: str) -> str:
     return path
 
 
+WORKER_TIMEOUT_SECONDS = 60  # gunicorn kills a worker whose request runs longer
 APP_LOGGERS = ("pneumonia_api", "pneumonia_web", "pneumonia_common", "model")
 
 
@@ -62,7 +63,7 @@ def settings(app_name: str, default_port: int, worker_class: str = "sync", threa
         "workers": int(os.environ.get(f"{prefix}_WORKERS", "2")),
         "worker_class": worker_class,
         "threads": int(os.environ.get(f"{prefix}_THREADS", str(threads))),
-        "timeout": int(os.environ.get(f"{prefix}_WORKER_TIMEOUT_SECONDS", "60")),
+        "timeout": int(os.environ.get(f"{prefix}_WORKER_TIMEOUT_SECONDS", str(WORKER_TIMEOUT_SECONDS))),
         "graceful_timeout": 20,
         "accesslog": "-",
         "errorlog": "-",

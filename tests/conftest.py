@@ -124,9 +124,8 @@ def free_ports() -> dict[str, int]:
 @pytest.fixture(scope="session")
 def stack(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Nginx's client timeouts at 8 s, not the default 15 s, so that the slow-loris test is quick. Not
-    # shorter: at 3 s, Nginx once closed a flood test connection without an answer. The suite's own
-    # process sends the flood, and it seems to have stalled for about 3 s: each of the 16 threads
-    # had one request finish 3 s late.
+    # shorter: at 3 s, Nginx once closed a flood test connection without an answer, when the suite's
+    # own process sent the flood and seems to have stalled for about 3 s (now tests/flood.py sends it).
     config = StackConfig(run_dir=tmp_path_factory.mktemp("stack"), model_path=shipped_model, api_workers=2,
                          rate_limit="50r/s", rate_burst=100, scrape_interval="2s",
                          client_timeout="8s", extra_env=STACK_ENV, **free_ports())

@@ -159,9 +159,7 @@ class Rehearsal:
         monitoring = self._host("monitoring")
         deadline = time.monotonic() + seconds
         while True:
-            done = run("curl", "-fsS", "-m", "5", "http://127.0.0.1:9090/api/v1/targets",
-                       ns=self.lab.ns(monitoring.name), check=False)
-            targets = json.loads(done.stdout)["data"]["activeTargets"] if done.returncode == 0 else []
+            targets = self._prometheus(monitoring, "targets").get("activeTargets", [])
             health = {f"{t['labels']['job']} {t['labels']['instance']}": t["health"] for t in targets}
             if health and set(health.values()) == {"up"} and len(health) >= len(self.topology.hosts) + 6:
                 break
@@ -180,9 +178,8 @@ class Rehearsal:
         """The doctor's requests went edge log -> mtail -> Prometheus (Nginx's answers by status)."""
         query = "sum by (side, status) (nginx_edge_responses_total)"
         while True:
-            done = run("curl", "-fsS", "-m", "5", "--get", "--data-urlencode", f"query={query}",
-                       "http://127.0.0.1:9090/api/v1/query", ns=self.lab.ns(monitoring.name), check=False)
-            result = json.loads(done.stdout)["data"]["result"] if done.returncode == 0 else []
+            answer = self._prometheus(monitoring, "query", "--get", "--data-urlencode", f"query={query}")
+            result = answer.get("result", [])
             counts = {f"{r['metric']['side']} {r['metric']['status']}": float(r["value"][1]) for r in result}
             if sum(counts.values()) > 0:
                 break
@@ -191,6 +188,12 @@ class Rehearsal:
             time.sleep(2)
         print("Nginx's answers so far, counted by mtail on the Nginx host (side status: count): "
               + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(counts.items())))
+
+    def _prometheus(self, monitoring: Host, path: str, *curl_args: str) -> dict:
+        """The ``data`` of Prometheus's ``/api/v1/<path>`` on the monitoring host; empty while it does not answer."""
+        done = run("curl", "-fsS", "-m", "5", *curl_args, f"http://127.0.0.1:9090/api/v1/{path}",
+                   ns=self.lab.ns(monitoring.name), check=False)
+        return json.loads(done.stdout)["data"] if done.returncode == 0 else {}
 
     def _service_state(self, host: Host, unit: str) -> str:
         """``running``, ``exited`` or ``never started``, from the systemctl stand-in's PID file."""
