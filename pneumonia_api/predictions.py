@@ -94,5 +94,6 @@ def list_results():
     caller = principal()
     owner = request.args.get("owner", "") if caller.sees_everything else caller.owner
     records = _service().store.recent(limit, owner=owner)
-    _audit("results_listed", detail=f"{len(records)} results" + (f" of {owner}" if owner else ""))
+    count = f"{len(records)} result" + ("" if len(records) == 1 else "s")
+    _audit("results_listed", detail=count + (f" of {owner}" if owner else ""))
     return jsonify(results=[r.to_dict() for r in records])

@@ -162,6 +162,8 @@ def test_clinicians_see_only_their_own_results_admins_see_all(api: FlaskClient) 
     assert _as(api, "GET", f"/results/{made['id']}", root).get_json()["label"] == made["label"]
     assert [r["id"] for r in _as(api, "GET", "/results", ann).get_json()["results"]] == [made["id"]]
     assert _as(api, "GET", "/results", ben).get_json()["results"] == []
+    listings = {(e["actor"], e["detail"]) for e in _audit(api, action="results_listed")}
+    assert {("user:ann", "1 result of user:ann"), ("user:ben", "0 results of user:ben")} <= listings
     views = {(e["actor"], e["outcome"]) for e in _audit(api, action="result_viewed")}
     assert {("user:ann", "ok"), ("user:ben", "denied"), ("user:root", "ok")} <= views
     prediction = _audit(api, action="prediction")[0]

@@ -76,7 +76,10 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", heatmap) > 0
     assert "not a diagnosis" in browser.page_source
     assert "not where a lesion is" in browser.find_element(By.ID, "heatmap-caption").text
-    browser.set_window_size(1100, 1300)  # the film and its heat-map, one above the other
+    browser.set_window_size(1100, 1000)
+    film = browser.find_element(By.ID, "original")
+    side_by_side = film.location["y"] == heatmap.location["y"] and heatmap.location["x"] >= film.location["x"] + 380
+    assert side_by_side, f"film at {film.location}, heat-map at {heatmap.location}: not side by side"
     browser.save_screenshot(str(SCREENSHOTS / "ui_result.png"))
     result_id = browser.find_element(By.ID, "result-id").text
     browser.find_element(By.LINK_TEXT, "My results").click()
@@ -135,6 +138,11 @@ def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "audit")))
     rows = browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
     assert rows and any("sign_in" in row.text for row in rows)
+    broken = browser.execute_script(  # short cells (time, actor, action, outcome, address) on one line each
+        "const r = document.createRange();"
+        "return [...document.querySelectorAll('#audit tbody td:nth-child(-n+5)')].filter(td => {"
+        "  r.selectNodeContents(td); return r.getClientRects().length > 1; }).map(td => td.textContent);")
+    assert not broken, f"audit cells wrapped: {broken[:5]}"
     browser.save_screenshot(str(SCREENSHOTS / "ui_audit.png"))
     assert not unlabelled_fields(browser)
     browser.get(stack.config.url + "admin/users")
