@@ -79,6 +79,18 @@ def exposure(gray: np.ndarray, gamma: float) -> np.ndarray:
     return _as_film(out, gray)
 
 
+def match_tones(gray: np.ndarray, reference: np.ndarray, central: float = 0.6) -> np.ndarray:
+    """The film through the monotone tone curve that gives its central ``central`` window the grey
+    levels of the reference film's (percentiles 3-97), black and white kept: the same anatomy as
+    another film's exposure and processing would show it. A training augmentation (``fov-tones``)."""
+    percentiles = np.linspace(0, 100, 33)[1:-1]
+    source, target = (np.percentile(window(np.asarray(f, np.float32), central), percentiles) for f in (gray, reference))
+    knots = np.maximum.accumulate(np.concatenate([[0.0], source, [255.0]]))
+    knots += np.arange(len(knots)) * 1e-3  # strictly increasing where the film has flat stretches
+    out = np.interp(np.clip(gray, 0, 255), knots, np.concatenate([[0.0], np.maximum.accumulate(target), [255.0]]))
+    return _as_film(out, gray)
+
+
 def _through_pil(gray: np.ndarray, change: Callable[[Image.Image], Image.Image]) -> np.ndarray:
     """``change`` applied to the film as an 8-bit image, returned in the film's dtype."""
     out = np.asarray(change(Image.fromarray(np.clip(gray, 0, 255).round().astype(np.uint8))))

@@ -15,12 +15,12 @@ import keras
 import numpy as np
 from PIL import Image
 
-from model.framing import exposure, local_contrast
+from model.framing import exposure, local_contrast, match_tones
 from model.preprocessing import PreprocessSpec, scale
 
 # Each preset lists the Keras preprocessing layers applied to grey images in 0..255.
 AUGMENTATIONS = ("seed", "xray", "aspect", "scale", "fov", "fov-neutral", "fov-tight", "fov-margin", "fov-exposure",
-                 "fov-texture", "scale-margin", "none")
+                 "fov-texture", "fov-tones", "scale-margin", "none")
 # Width zoom independent of height zoom for ``aspect``: the aspect ratio of the source film is a
 # class shortcut here (train originals: NORMAL 1.23 +- 0.13 wide, PNEUMONIA 1.50 +- 0.23; squashing
 # to a square turns it into a horizontal compression the network can see), so it is jittered.
@@ -62,7 +62,12 @@ class NormalWindow:
     With ``texture`` (``fov-texture``) a film of either class is, with that probability, made softer
     or edge-enhanced: its detail finer than a random ``detail_radius`` (pixels at input size) scaled
     by a random gain, log-uniform in ``detail_gain``. A softer film reads as PNEUMONIA to models
-    trained without it (``scripts.framing_shortcut``'s texture check)."""
+    trained without it (``scripts.framing_shortcut``'s texture check).
+
+    With ``tones`` (``fov-tones``) a film of either class is, with that probability, given the grey
+    levels of a random film of the other class in its batch (:func:`model.framing.match_tones`): a
+    film's grey-level distribution alone separates the classes (and flags the test-era NORMAL films
+    that the models over-call), so it is made to say nothing about the class."""
 
     probability: float = 0.5
     fraction: tuple[float, float] = (0.65, 0.95)
@@ -74,6 +79,7 @@ class NormalWindow:
     texture: float = 0.0
     detail_gain: tuple[float, float] = (0.4, 2.5)
     detail_radius: tuple[float, float] = (1.0, 4.0)
+    tones: float = 0.0
 
     def __call__(self, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Grey images ``(N, H, W)`` (float32, 0..255) with some films re-framed (and others blurred alike)."""
@@ -102,6 +108,10 @@ class NormalWindow:
         for i in np.flatnonzero(rng.random(len(out)) < self.texture):
             out[i] = local_contrast(out[i], float(np.exp(rng.uniform(*np.log(self.detail_gain)))),
                                     float(rng.uniform(*self.detail_radius)))
+        for i in np.flatnonzero(rng.random(len(out)) < self.tones):
+            others = np.flatnonzero(normal != normal[i])
+            if len(others):
+                out[i] = match_tones(out[i], np.asarray(images[rng.choice(others)], np.float32))
         return out
 
 
@@ -125,12 +135,13 @@ class Subtypes:
 
 def normal_window(name: str) -> NormalWindow | None:
     """The counterfactual part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-tight``,
-    ``fov-margin``, ``fov-exposure``, ``fov-texture``, ``scale-margin``)."""
+    ``fov-margin``, ``fov-exposure``, ``fov-texture``, ``fov-tones``, ``scale-margin``)."""
     return {"fov": NormalWindow(), "fov-neutral": NormalWindow(neutral=True),
             "fov-tight": NormalWindow(probability=0.8, fraction=(0.6, 0.9), neutral=True),
             "fov-margin": NormalWindow(neutral=True, margin=0.25),
             "fov-exposure": NormalWindow(neutral=True, exposure=0.5),
             "fov-texture": NormalWindow(neutral=True, texture=0.5),
+            "fov-tones": NormalWindow(neutral=True, tones=0.5),
             "scale-margin": NormalWindow(probability=0.0, margin=0.25)}.get(name)
 
 
@@ -139,7 +150,7 @@ def build_augmenter(name: str, seed: int = 42) -> keras.Sequential | None:
     brightness/contrast jitter for scanner differences), ``aspect`` (``xray`` with the width zoomed
     independently of the height, against the aspect-ratio shortcut), ``scale`` (``aspect`` with
     strong zoom-in, against the field-of-view shortcut), ``fov``, ``fov-neutral``, ``fov-tight``,
-    ``fov-margin``, ``fov-exposure``, ``fov-texture`` and ``scale-margin`` (``scale``; the trainer adds
+    ``fov-margin``, ``fov-exposure``, ``fov-texture``, ``fov-tones`` and ``scale-margin`` (``scale``; the trainer adds
     :class:`NormalWindow`) or ``none``."""
     if name == "none":
         return None

@@ -13,7 +13,8 @@ from model.metrics import choose_threshold
 from model.pipeline import AUGMENTATIONS, NormalWindow, build_augmenter, normal_window
 from tests.helpers import XRAYS
 from scripts import framing_shortcut
-from model.framing import FRAMINGS, blur, border, exposure, local_contrast, recompress, reframe, sharpen, window
+from model.framing import (FRAMINGS, blur, border, exposure, local_contrast, match_tones, recompress, reframe, sharpen,
+                           window)
 
 
 def test_reframe_keeps_the_height_and_sets_the_ratio() -> None:
@@ -210,6 +211,31 @@ def test_fov_texture_changes_the_detail_of_either_class_alike() -> None:
         assert 160 <= (changed & (labels == label)).sum() <= 240, "each class is changed equally often"
     assert (step < 80).sum() > 100 and (step > 80).sum() > 100, "softer and sharper alike"
     assert out.min() >= 0.0 and out.max() <= 255.0
+
+
+def test_match_tones_gives_the_centre_the_reference_grey_levels() -> None:
+    ramp = np.tile(np.linspace(0, 255, 64), (64, 1)).astype(np.uint8)
+    darker = (ramp.astype(np.float32) * 0.6).astype(np.uint8)
+    out = match_tones(ramp, darker)
+    assert out.dtype == np.uint8 and out[0, 0] == 0 and out[0, -1] == 255, "black and white kept"
+    assert np.all(np.diff(out[0].astype(int)) >= 0), "a monotone tone curve: the anatomy stays"
+    centre = (slice(13, 51), slice(13, 51))
+    assert abs(np.median(out[centre]) - np.median(darker[centre])) <= 2 < np.median(ramp[centre]) - np.median(darker[centre])
+    assert np.array_equal(match_tones(ramp, ramp), ramp)
+
+
+def test_fov_tones_trades_grey_levels_between_the_classes() -> None:
+    assert normal_window("fov-tones") == NormalWindow(neutral=True, tones=0.5)
+    assert "fov-tones" in AUGMENTATIONS and build_augmenter("fov-tones") is not None
+    ramp = np.tile(np.linspace(0, 255, 16), (16, 1)).astype(np.float32)
+    labels = np.repeat([0, 1], 400)
+    films = np.stack([ramp if label else ramp * 0.5 for label in labels])  # PNEUMONIA films brighter here
+    out = NormalWindow(probability=0.0, tones=0.5)(films, labels, np.random.default_rng(3))
+    mid = out[:, 8, 8]
+    for label, own, other in ((0, films[0, 8, 8], films[-1, 8, 8]), (1, films[-1, 8, 8], films[0, 8, 8])):
+        traded = np.isclose(mid[labels == label], other, atol=3)
+        assert 160 <= traded.sum() <= 240, "half of each class takes the other class's grey levels"
+        assert np.all(traded | (mid[labels == label] == own)), "the others are left as they were"
 
 
 def test_counterfactuals_price_the_framing_into_the_threshold() -> None:
