@@ -26,6 +26,8 @@ And the exposure check: the same with every film's mid-tones brightened or darke
 And the texture check: the same with every film blurred (Gaussian, 1 / 2 / 4 px), edge-enhanced
 (unsharp mask of 2 / 6 / 20 px) or saved again as a JPEG of quality 30 / 10 (``model.framing.blur``,
 ``sharpen``, ``recompress``): detectors, processing and exports differ between X-ray systems.
+And the tone check: the same with every film given the grey levels of a random film of the other
+class (``model.framing.match_tones``): a film's grey levels alone separate the classes here.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from model.evaluate import validation_samples  # noqa: E402
-from model.framing import (FRAMINGS, Counterfactuals, blur, border, exposure, original_size, recompress,  # noqa: E402
-                           sharpen, window)
+from model.framing import (FRAMINGS, Counterfactuals, blur, border, exposure, match_tones,  # noqa: E402
+                           original_size, recompress, sharpen, window)
 from model.predictor import Predictor  # noqa: E402
 from model.preprocessing import decode_gray, resize_films, resize_gray  # noqa: E402
 
@@ -100,6 +102,16 @@ def altered_check(model: Predictor, films: list[np.ndarray], labels: np.ndarray,
     return check
 
 
+def tone_check(model: Predictor, films: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """``(specificity, sensitivity)`` at the stored threshold, every film given the grey levels of a
+    random film of the other class (the same draw for every model)."""
+    rng = np.random.default_rng(seed)
+    others = {label: np.flatnonzero(labels != label) for label in (0, 1)}
+    toned = [match_tones(f, films[rng.choice(others[label])]) for f, label in zip(films, labels)]
+    called = model.predict_gray(resize_films(toned, model.spec)) >= model.threshold
+    return float(np.mean(~called[labels == 0])), float(np.mean(called[labels == 1]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.framing_shortcut", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", required=True)
@@ -127,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, alter, settings in TEXTURES:
             for setting, (specificity, sensitivity) in altered_check(model, films, labels, alter, settings).items():
                 print(f"  {label} {setting:g}: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
+        specificity, sensitivity = tone_check(model, films, labels)
+        print(f"  tones of the other class: specificity {specificity:.3f}, sensitivity {sensitivity:.3f}")
     return 0
 
 

@@ -91,7 +91,7 @@ def test_framing_report_on_a_real_model(tiny_model: Path, tiny_dataset: Path, ca
     assert framing_shortcut.main(["--model", str(tiny_model), "--data", str(tiny_dataset)]) == 0
     out = capsys.readouterr().out
     assert "original-size validation films" in out
-    checks = ("blur 4:", "unsharp mask 20:", "JPEG quality 10:")
+    checks = ("blur 4:", "unsharp mask 20:", "JPEG quality 10:", "tones of the other class:")
     for setting in ("width/height", "central window", "1.75", "0.7", *checks):
         assert setting in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
