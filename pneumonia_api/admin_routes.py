@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from pneumonia_api.accounts import AccountError, generate_password
+from pneumonia_api.audit import EVENT_ID
 from pneumonia_api.security import Principal, Security, principal, require
 from pneumonia_api.tokens import TokenError
 
@@ -113,8 +114,11 @@ def audit():
         limit = min(max(int(request.args.get("limit", "200")), 1), 1000)
     except ValueError:
         raise AccountError("limit must be an integer") from None
+    before = request.args.get("before", "")
+    if before and not EVENT_ID.fullmatch(before):
+        raise AccountError("before must be an audit event id, such as 1795800000000-0")
     events = _security().audit.query(actor=request.args.get("actor", ""), action=request.args.get("action", ""),
-                                     since=_since(), limit=limit)
+                                     since=_since(), limit=limit, before=before)
     _audit("audit_viewed", detail=request.query_string.decode()[:200])
     return jsonify(events=[e.__dict__ for e in events])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from pneumonia_api import metrics
 
 log = logging.getLogger(__name__)
 FIELDS = ("actor", "action", "outcome", "address", "target", "image_sha256", "detail")
+EVENT_ID = re.compile(r"\d{1,15}-\d{1,15}")
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,12 @@ class AuditLog:
             return False
 
     def query(self, actor: str = "", action: str = "", since: datetime | None = None, limit: int = 200,
-              scan_max: int = 50_000) -> list[AuditEvent]:
-        """Newest first, filtered by exact actor and action and a start time; at most ``limit``."""
+              before: str = "", scan_max: int = 50_000) -> list[AuditEvent]:
+        """Newest first, filtered by exact actor and action and a start time; at most ``limit``. With
+        ``before`` (an event's id) only events older than that one: the next page."""
         start = f"{int(since.timestamp() * 1000)}-0" if since else "-"
         found: list[AuditEvent] = []
-        for event in self._newest_first(start, scan_max):
+        for event in self._newest_first(start, "(" + before if before else "+", scan_max):
             if (not actor or event.actor == actor) and (not action or event.action == action):
                 found.append(event)
                 if len(found) >= limit:
@@ -84,8 +87,8 @@ class AuditLog:
                 return
             start = "(" + chunk[-1][0]
 
-    def _newest_first(self, start: str, scan_max: int) -> Iterator[AuditEvent]:
-        end, scanned = "+", 0
+    def _newest_first(self, start: str, end: str, scan_max: int) -> Iterator[AuditEvent]:
+        scanned = 0
         while scanned < scan_max:
             chunk = self.client.xrevrange(self.key, end, start, count=500)
             for stream_id, values in chunk:

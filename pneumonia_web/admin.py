@@ -9,6 +9,7 @@ from pneumonia_web.auth import admin_required, caller
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 AUDIT_FILTERS = ("actor", "action", "since")
+AUDIT_PAGE = 500  # events a page of the audit trail shows; a full page links to the next, older one
 
 
 def _client() -> ApiClient:
@@ -54,8 +55,11 @@ def change_user(username: str, action: str):
 def audit():
     filters = {name: request.args.get(name, "").strip() for name in AUDIT_FILTERS}
     params = {k: v for k, v in filters.items() if v}
-    events = _client().admin("GET", "audit", caller(), params={**params, "limit": 500})["events"]
-    return render_template("admin_audit.html", events=events, filters=filters)
+    before = request.args.get("before", "").strip()
+    events = _client().admin("GET", "audit", caller(),
+                             params={**params, "limit": AUDIT_PAGE, **({"before": before} if before else {})})["events"]
+    older = {**params, "before": events[-1]["id"]} if len(events) == AUDIT_PAGE else None
+    return render_template("admin_audit.html", events=events, filters=filters, older=older)
 
 
 @bp.get("/audit/export")

@@ -191,6 +191,20 @@ def test_integration_tokens_are_audited_scoped_and_revocable(api: FlaskClient) -
     assert _as(api, "GET", "/results", bearer=token).status_code == 401
 
 
+def test_audit_trail_pages_back_without_gaps(api: FlaskClient) -> None:
+    ann = _session(api, "ann")
+    for _ in range(5):
+        assert _as(api, "GET", "/results", ann).status_code == 200
+    newest = _audit(api, action="results_listed", limit="4")
+    first = _audit(api, action="results_listed", limit="2")
+    second = _audit(api, action="results_listed", limit="2", before=first[-1]["id"])
+    assert [e["id"] for e in first + second] == [e["id"] for e in newest]
+    assert _audit(api, action="results_listed", before="1-0") == []
+    for bad in ("yesterday", "1795800000000", "1-0-0"):
+        resp = _as(api, "GET", f"/admin/audit?before={bad}", actor="cli-test")
+        assert resp.status_code == 400 and "audit event id" in resp.get_json()["error"]
+
+
 def test_audit_export_is_json_lines_without_images(api: FlaskClient) -> None:
     _as(api, "POST", "/predict", _session(api, "ann"), data={"file": (XRAY.open("rb"), XRAY.name)})
     resp = _as(api, "GET", "/admin/audit/export", actor="cli-test")

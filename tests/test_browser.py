@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import requests
 
+from pneumonia_web.admin import AUDIT_PAGE
 from scripts.stack import Stack
 from tests.helpers import ACCOUNTS, REPO, fixture_images, free_port, stop, wait_for
 
@@ -138,6 +140,7 @@ def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "audit")))
     rows = browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
     assert rows and any("sign_in" in row.text for row in rows)
+    assert bool(browser.find_elements(By.ID, "older-events")) == (len(rows) == AUDIT_PAGE), "link from full pages only"
     broken = browser.execute_script(  # short cells (time, actor, action, outcome, address) on one line each
         "const r = document.createRange();"
         "return [...document.querySelectorAll('#audit tbody td:nth-child(-n+5)')].filter(td => {"
@@ -148,6 +151,19 @@ def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
     browser.get(stack.config.url + "admin/users")
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "users")))
     assert not unlabelled_fields(browser)
+
+    with requests.Session() as api:  # a page's worth of new events: every listing of results is audited
+        api.headers["Authorization"] = f"Bearer {stack.secrets()['API_TOKEN']}"
+        for _ in range(AUDIT_PAGE):
+            api.get(f"http://127.0.0.1:{stack.config.api_port}/results", params={"limit": 1}).raise_for_status()
+    browser.get(stack.config.url + "admin/audit")
+    page = [row.get_attribute("data-id") for row in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    browser.find_element(By.ID, "older-events").click()
+    WebDriverWait(browser, 30).until(lambda b: "before=" in b.current_url)
+    older = [row.get_attribute("data-id") for row in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    assert len(page) == AUDIT_PAGE and older, (len(page), len(older))
+    ids = [tuple(map(int, i.split("-"))) for i in page + older]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids), "the next page holds only older events"
 
 
 def unlabelled_fields(browser) -> list[str]:
