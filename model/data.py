@@ -1,7 +1,7 @@
 """Dataset discovery, patient-level splits and the tf.data training pipeline.
 
 Layout: ``<root>/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg`` (Kaggle), or a split
-folder with ``NORMAL/`` and ``PNEUMONIA/`` directly inside.
+folder with ``NORMAL/`` and ``PNEUMONIA/`` directly inside; JPEG, PNG or DICOM files.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 # The finer labels in the Kermany file names (person12_virus_34.jpeg), for ``model.cnn --subtype-weight``.
 SUBTYPE_NAMES = ("NORMAL", "bacterial", "viral")
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".dicom"}
 
 _PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),  # person123_bacteria_456.jpeg
@@ -87,7 +87,7 @@ def list_samples(folder: Path) -> list[Sample]:
             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
                 samples.append(Sample(path, label))
             elif not path.name.startswith("."):
-                log.warning("skipping %s: not a .jpeg/.jpg/.png file", path)
+                log.warning("skipping %s: not a %s file", path, "/".join(sorted(IMAGE_SUFFIXES)))
     if not samples:
         raise DatasetError(f"no images found in {folder}")
     return samples

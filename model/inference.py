@@ -2,7 +2,9 @@
 
 ``python -m model.inference --data DIR [--model PATH]``; Redis from ``REDIS_URL`` and
 ``REDIS_PASSWORD``, with the same key schema as the API (:mod:`model.store`).
-DIR may hold images directly or in sub-folders (class folders are not needed).
+DIR may hold images directly or in sub-folders (class folders are not needed). Every file is
+read whatever its name (a PACS export names DICOM files without an extension); what is not a JPEG,
+PNG or DICOM image is reported and counted as skipped. Hidden files and folders are left out.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
 from model.artifacts import ModelArtifactError  # noqa: E402
-from model.data import IMAGE_SUFFIXES  # noqa: E402
 from model.preprocessing import ImageDecodeError, load_gray  # noqa: E402
 from model.store import DEFAULT_TTL_SECONDS, PredictionRecord, ResultStore, redis_from_env  # noqa: E402
 
@@ -30,8 +31,10 @@ DEFAULT_MODEL = os.environ.get("MODEL_PATH", "models/best_model.keras")
 
 
 def find_images(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Every file under ``folder``, recursively, sorted, except hidden files and folders; the
+    decoder tells images from other files by their content, not their names."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def run(data: Path, model_path: Path, store: ResultStore, batch_size: int = 32) -> Counter:

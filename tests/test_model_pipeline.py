@@ -17,7 +17,7 @@ from model.artifacts import REQUIRED_METADATA, ModelArtifactError, load_metadata
 from model.predictor import Predictor
 from model.store import ResultStore
 from tests.conftest import RedisServer
-from tests.helpers import REPO, XRAYS, fixture_images
+from tests.helpers import REPO, XRAYS, fixture_images, make_dicom
 
 
 def test_training_writes_a_loadable_model_with_complete_metadata(tiny_model: Path) -> None:
@@ -108,6 +108,39 @@ def test_batch_inference_stores_every_image_in_redis(tiny_model: Path, redis_ser
     assert {r.file_name for r in records} == {p.name for p, _ in fixture_images()}
     assert all(r.source == "batch" and len(r.image_sha256) == 64 and r.label in ("NORMAL", "PNEUMONIA")
                for r in records)
+
+
+def test_batch_inference_reads_dicom_exports_and_reports_other_files(tiny_model: Path, redis_server: RedisServer,
+                                                                     tmp_path: Path) -> None:
+    """A PACS export: DICOM files with and without an extension, beside files that are no image."""
+    pixels = np.asarray(Image.open(fixture_images()[0][0]).convert("L")).astype(np.uint16) * 16
+    (tmp_path / "study" / "series").mkdir(parents=True)
+    (tmp_path / "study" / "series" / "1.2.840.113619.2.55").write_bytes(make_dicom(pixels))
+    (tmp_path / "study" / "film.DCM").write_bytes(make_dicom(pixels, "MONOCHROME1"))
+    shutil.copy(fixture_images()[-1][0], tmp_path / "film.jpeg")
+    (tmp_path / "DICOMDIR.txt").write_text("index of the export")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "film.jpeg").write_bytes((tmp_path / "film.jpeg").read_bytes())
+    env = {"REDIS_URL": redis_server.url, "REDIS_PASSWORD": redis_server.password, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "model.inference", "--data", str(tmp_path), "--model", str(tiny_model)],
+                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "stored 3 results" in proc.stdout and "skipped 1" in proc.stdout
+    assert "DICOMDIR.txt: unsupported file type" in proc.stderr and ".hidden" not in proc.stdout + proc.stderr
+    records = ResultStore(redis_server.client()).recent(100)
+    assert {r.file_name for r in records} >= {"1.2.840.113619.2.55", "film.DCM", "film.jpeg"}
+
+
+def test_evaluate_reads_dicom_class_folders(tiny_model: Path, tmp_path: Path) -> None:
+    for path, label in fixture_images():
+        (tmp_path / label).mkdir(exist_ok=True)
+        pixels = np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 16
+        (tmp_path / label / f"{path.stem}.dcm").write_bytes(make_dicom(pixels))
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run([sys.executable, "-m", "model.evaluate", "--model", str(tiny_model), "--data", str(tmp_path),
+                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["n_images"] == 16
 
 
 def test_batch_inference_without_redis_fails_cleanly(tiny_model: Path) -> None:
