@@ -122,8 +122,8 @@ def test_batch_inference_reads_dicom_exports_and_reports_other_files(tiny_model:
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "film.jpeg").write_bytes((tmp_path / "film.jpeg").read_bytes())
     env = {"REDIS_URL": redis_server.url, "REDIS_PASSWORD": redis_server.password, "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "model.inference", "--data", str(tmp_path), "--model", str(tiny_model)],
-                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "model.inference", "--data", str(tmp_path),
+                           "--model", str(tiny_model)], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "stored 3 results" in proc.stdout and "skipped 1" in proc.stdout
     assert "DICOMDIR.txt: unsupported file type" in proc.stderr and ".hidden" not in proc.stdout + proc.stderr
