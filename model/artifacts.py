@@ -72,3 +72,32 @@ def load_keras_model(model_path: Path | str) -> Any:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # a corrupt zip/h5 raises many types
         raise ModelArtifactError(f"model file unreadable: {path}: {exc}") from exc
+
+
+SUMMARY_METRICS = ("n_images", "accuracy", "sensitivity", "specificity", "roc_auc")
+
+
+def public_summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a reader of a result should know about the model (the API's ``GET /model``): its
+    identity, operating point and the metrics recorded in its metadata; no paths or commands.
+    ``external`` is None unless the model was evaluated on an external folder and that recorded
+    (the trainer's or ``model.ensemble``'s ``--external``, or ``model.evaluate --record``)."""
+
+    def pick(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+        return {key: metrics[key] for key in SUMMARY_METRICS if key in metrics} if metrics else None
+
+    atypicality = metadata.get("atypicality") or {}
+    return {
+        "model_version": metadata["model_version"],
+        "created_utc": metadata.get("created_utc"),
+        "architecture": metadata["backbone"],
+        "input_size": metadata["preprocessing"]["input_size"],
+        "class_names": metadata["class_names"],
+        "threshold": metadata["threshold"],
+        "threshold_rule": metadata["threshold_rule"],
+        "validation": pick(metadata["validation_metrics"]),
+        "external": pick(metadata.get("external_metrics")),
+        "atypical_error_rates": {split: {key: atypicality[split][key] for key in
+                                         ("flagged_fraction", "error_rate_flagged", "error_rate_unflagged")}
+                                 for split in ("validation", "external") if split in atypicality},
+    }

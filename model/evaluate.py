@@ -1,7 +1,7 @@
 """Evaluate one model or an ensemble on a labelled folder.
 
 ``python -m model.evaluate --model PATH [--model PATH ...] --data DIR [--split validation]
-[--threshold T] [--json OUT] [--plots DIR] [--predictions CSV]``
+[--threshold T] [--json OUT] [--plots DIR] [--predictions CSV] [--record]``
 
 DIR is a Kaggle-layout root (its ``test/``, ``external/`` or ``val/`` folder, in that order) or a folder
 with ``NORMAL/`` and ``PNEUMONIA/`` inside. ``--split validation`` instead re-creates the models' own
@@ -12,7 +12,9 @@ JSON) and at 0.5 (under ``at_0.5``), with 95 % intervals from 1,000 patient-leve
 (under ``ci95``). ``--predictions`` writes one row per image (file, label, probability, call, and
 atypicality), for reading which films a model gets wrong. For one model with atypicality statistics
 (:mod:`model.atypicality`) the report also says how many films were atypical and how often those and
-the others were misclassified (under ``atypicality``).
+the others were misclassified (under ``atypicality``). ``--record`` stores the metrics of one model
+on an external folder, at its stored threshold, in its metadata as ``external_metrics`` (what the UI's
+"About the model" page shows beside the validation metrics).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ if __package__ in (None, ""):  # run as ``python model/evaluate.py``
 
 import numpy as np  # noqa: E402
 
-from model.artifacts import ModelArtifactError  # noqa: E402
+from model.artifacts import ModelArtifactError, load_metadata, save_metadata  # noqa: E402
 from model.atypicality import flag_report, flag_summary  # noqa: E402
 from model.data import (  # noqa: E402
     DatasetError,
@@ -49,6 +51,8 @@ from model.predictor import Predictor, ensemble_probabilities  # noqa: E402
 from model.preprocessing import resize_films  # noqa: E402
 
 REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc", "brier")
+# what ``--record`` keeps of a result: the trainer's ``external_metrics`` keys, the intervals and the folder
+RECORDED = ("threshold", "n_images", *REPORTED, "balanced_accuracy", "confusion_matrix", "ci95", "data")
 
 
 def data_folder(root: Path) -> Path:
@@ -142,6 +146,13 @@ def evaluate(model_paths: list[Path], data: Path, plots_dir: Path | None = None,
     return result
 
 
+def record_external(model_path: Path, result: dict[str, Any]) -> Path:
+    """Store ``result`` (one model, its stored threshold) in the model's metadata as ``external_metrics``."""
+    metadata = load_metadata(model_path)
+    metadata["external_metrics"] = {key: result[key] for key in RECORDED}
+    return save_metadata(model_path, metadata)
+
+
 def format_report(result: dict[str, Any]) -> str:
     """Human-readable table of the metrics at both thresholds."""
     lines = [f"data: {result['data']}  ({result['n_images']} images: {result['class_counts']})",
@@ -175,7 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the metrics here")
     parser.add_argument("--plots", type=Path, help="write ROC, confusion matrix and reliability PNGs here")
     parser.add_argument("--predictions", type=Path, help="write each image's probability and call here (CSV)")
+    parser.add_argument("--record", action="store_true",
+                        help="store the metrics in the model's metadata as external_metrics (one model, its stored "
+                             "threshold, an external folder: not with --split or --threshold)")
     args = parser.parse_args(argv)
+    if args.record and (len(args.model) > 1 or args.split or args.threshold is not None):
+        parser.error("--record takes one model at its stored threshold on an external folder (no --split, "
+                     "no --threshold)")
     try:
         result = evaluate(args.model, args.data, args.plots, args.split, args.threshold, args.predictions)
     except (DatasetError, ModelArtifactError) as exc:
@@ -186,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.record:
+        print(f"recorded external_metrics in {record_external(args.model[0], result)}")
     return 0
 
 

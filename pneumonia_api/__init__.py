@@ -1,6 +1,6 @@
 """Pneumonia prediction API (Flask application factory).
 
-Routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N`` (predictions),
+Routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N``, ``GET /model`` (predictions),
 ``/auth/*`` (the UI's sign-in), ``/admin/*`` (accounts, tokens, audit trail), and the
 unauthenticated ``GET /healthz``, ``GET /readyz``, ``GET /metrics``. Everything else needs a
 bearer token: the UI's ``API_TOKEN`` or an integration token (see :mod:`pneumonia_api.security`).

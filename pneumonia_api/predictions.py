@@ -1,4 +1,5 @@
-"""Prediction routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N``.
+"""Prediction routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N``, and
+``GET /model`` (what the served model is and how it was measured).
 
 Every call is recorded in the audit trail under the caller's identity; users and integration
 tokens see only their own results (an admin, and the UI's service identity, see all).
@@ -10,6 +11,7 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
+from model.artifacts import public_summary
 from model.preprocessing import ImageDecodeError, ImageTooLargeError, ImageTooSmallError, UnsupportedFormatError
 from pneumonia_api import metrics
 from pneumonia_api.security import Security, principal
@@ -97,3 +99,9 @@ def list_results():
     count = f"{len(records)} result" + ("" if len(records) == 1 else "s")
     _audit("results_listed", detail=count + (f" of {owner}" if owner else ""))
     return jsonify(results=[r.to_dict() for r in records])
+
+
+@bp.get("/model")
+def model_info():
+    """The served model: version, operating point and the metrics in its metadata (no paths, no commands)."""
+    return jsonify(public_summary(_service().predictor.metadata))

@@ -95,6 +95,10 @@ class ApiClient:
         """The newest stored results the caller may see."""
         return self._call("GET", f"/results?limit={limit}", caller)["results"]
 
+    def model(self, caller: Caller) -> dict[str, Any]:
+        """The served model: version, threshold and its recorded metrics (the API's ``GET /model``)."""
+        return self._call("GET", "/model", caller)
+
     def sign_in(self, username: str, password: str, address: str) -> dict[str, Any]:
         """A new session (``session_id``, ``username``, ``role``); ApiError 401/429 when refused."""
         return self._call("POST", "/auth/sign-in", Caller(address=address), attempts=1,

@@ -1,4 +1,4 @@
-"""The clinician's pages: upload, result (with heat-map) and history."""
+"""The clinician's pages: upload, result (with heat-map), history and what the model is."""
 
 from __future__ import annotations
 
@@ -47,3 +47,8 @@ def result(result_id: str):
     if not RESULT_ID.match(result_id):
         return error_page(404, "Not found", "No such result.")
     return render_template("result.html", result=_client().result(result_id, caller()), fresh=False)
+
+
+@bp.get("/model")
+def model():
+    return render_template("model.html", model=_client().model(caller()))

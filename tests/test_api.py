@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
+from model.artifacts import load_metadata
 from model.store import ResultStore
 from pneumonia_api import create_app
 from pneumonia_api.settings import ApiSettings
@@ -146,6 +148,18 @@ def test_health_and_metrics_need_no_token(api: FlaskClient) -> None:
     text = api.get("/metrics").get_data(as_text=True)
     assert "pneumonia_predictions_total" in text and "http_requests_total" in text
     assert "pneumonia_atypical_predictions_total" in text
+
+
+def test_model_route_describes_the_served_model(api: FlaskClient, tiny_model_with_statistics: Path) -> None:
+    assert api.get("/model").status_code == 401
+    body = api.get("/model", headers=AUTH).json
+    metadata = load_metadata(tiny_model_with_statistics)
+    assert (body["model_version"], body["threshold"]) == (metadata["model_version"], metadata["threshold"])
+    assert body["validation"] == {key: metadata["validation_metrics"][key] for key in
+                                  ("n_images", "accuracy", "sensitivity", "specificity", "roc_auc")}
+    assert body["external"] is None  # trained without --external, never recorded
+    assert body["atypical_error_rates"]["validation"]["flagged_fraction"] > 0
+    assert "command" not in json.dumps(body) and str(tiny_model_with_statistics.parent) not in json.dumps(body)
 
 
 def test_unknown_result_and_bad_limit(api: FlaskClient) -> None:

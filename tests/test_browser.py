@@ -13,6 +13,7 @@ from typing import Iterator
 import pytest
 import requests
 
+from model.artifacts import load_metadata
 from pneumonia_web.admin import AUDIT_PAGE
 from scripts.stack import Stack
 from tests.helpers import ACCOUNTS, REPO, fixture_images, free_port, stop, wait_for
@@ -84,6 +85,19 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     assert side_by_side, f"film at {film.location}, heat-map at {heatmap.location}: not side by side"
     browser.save_screenshot(str(SCREENSHOTS / "ui_result.png"))
     result_id = browser.find_element(By.ID, "result-id").text
+    browser.find_element(By.LINK_TEXT, "About the model").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "model-metrics")))
+    metadata = load_metadata(stack.config.model_path)
+    assert browser.find_element(By.ID, "model-version").text == metadata["model_version"]
+    assert browser.find_element(By.ID, "model-threshold").text.startswith(f"{metadata['threshold'] * 100:.1f} %")
+    rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#model-metrics tbody tr")]
+    expected = [f"{m['n_images']} {m['accuracy'] * 100:.1f} % {m['sensitivity'] * 100:.1f} % "
+                f"{m['specificity'] * 100:.1f} % {m['roc_auc']:.3f}"
+                for m in (metadata["validation_metrics"], metadata["external_metrics"])]
+    assert [row.split(" ", 1)[0] for row in rows] == ["Validation:", "External:"], rows
+    assert all(row.endswith(numbers) for row, numbers in zip(rows, expected)), (rows, expected)
+    assert "atypical" in browser.find_element(By.ID, "model-atypical").text
+    browser.save_screenshot(str(SCREENSHOTS / "ui_model.png"))
     browser.find_element(By.LINK_TEXT, "My results").click()
     WebDriverWait(browser, 30).until(
         lambda b: b.current_url.endswith("/results") and b.execute_script("return document.readyState") == "complete")

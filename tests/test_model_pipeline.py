@@ -97,6 +97,24 @@ def test_evaluate_reports_a_missing_folder_without_traceback(tiny_model: Path, t
     assert "error: data folder not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_evaluate_records_external_metrics_in_the_metadata(tiny_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / tiny_model.name
+    for suffix in (".keras", ".json", ".onnx"):
+        shutil.copy(tiny_model.with_suffix(suffix), model.with_suffix(suffix))
+    command = [sys.executable, "-m", "model.evaluate", "--model", str(model), "--data", str(XRAYS), "--record"]
+    refused = subprocess.run(command + ["--threshold", "0.5"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--record takes one model" in refused.stderr
+    assert "external_metrics" not in load_metadata(model)
+    proc = subprocess.run(command + ["--json", str(tmp_path / "m.json")], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    recorded, printed = load_metadata(model)["external_metrics"], json.loads((tmp_path / "m.json").read_text())
+    assert recorded["n_images"] == 16 and recorded["data"] == str(XRAYS)
+    assert all(recorded[key] == printed[key] for key in ("threshold", "accuracy", "specificity", "roc_auc", "ci95"))
+    assert recorded["threshold"] == load_metadata(model)["threshold"]
+    assert Predictor(model).version == Predictor(tiny_model).version  # still loads; the model itself unchanged
+
+
 def test_batch_inference_stores_every_image_in_redis(tiny_model: Path, redis_server: RedisServer) -> None:
     env = {"REDIS_URL": redis_server.url, "REDIS_PASSWORD": redis_server.password, "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-m", "model.inference", "--data", str(XRAYS), "--model", str(tiny_model)],
