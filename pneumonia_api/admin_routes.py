@@ -117,10 +117,11 @@ def audit():
     before = request.args.get("before", "")
     if before and not EVENT_ID.fullmatch(before):
         raise AccountError("before must be an audit event id, such as 1795800000000-0")
-    events = _security().audit.query(actor=request.args.get("actor", ""), action=request.args.get("action", ""),
-                                     since=_since(), limit=limit, before=before)
+    events, next_before = _security().audit.query(actor=request.args.get("actor", ""),
+                                                  action=request.args.get("action", ""), since=_since(), limit=limit,
+                                                  before=before)
     _audit("audit_viewed", detail=request.query_string.decode()[:200])
-    return jsonify(events=[e.__dict__ for e in events])
+    return jsonify(events=[e.__dict__ for e in events], next_before=next_before)
 
 
 @bp.get("/audit/export")

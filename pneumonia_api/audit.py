@@ -42,12 +42,15 @@ class AuditEvent:
 
 
 class AuditLog:
-    """Write and read the audit stream."""
+    """Write and read the audit stream. A query reads at most ``scan_max`` events, so that a filter
+    matching nothing in a long trail answers quickly; it then says where to go on."""
 
-    def __init__(self, client: redis.Redis, retention_days: int, key: str = "pneumonia:audit") -> None:
+    def __init__(self, client: redis.Redis, retention_days: int, key: str = "pneumonia:audit",
+                 scan_max: int = 50_000) -> None:
         self.client = client
         self.retention_ms = retention_days * 86_400_000
         self.key = key
+        self.scan_max = scan_max
 
     def record(self, actor: str, action: str, outcome: str = "ok", **details: str) -> bool:
         """Append one event; on a Redis failure log it, count it and return False (never raise)."""
@@ -64,17 +67,20 @@ class AuditLog:
             return False
 
     def query(self, actor: str = "", action: str = "", since: datetime | None = None, limit: int = 200,
-              before: str = "", scan_max: int = 50_000) -> list[AuditEvent]:
-        """Newest first, filtered by exact actor and action and a start time; at most ``limit``. With
-        ``before`` (an event's id) only events older than that one: the next page."""
+              before: str = "") -> tuple[list[AuditEvent], str | None]:
+        """Newest first, filtered by exact actor and action and a start time: at most ``limit`` events,
+        found among at most ``scan_max``. With ``before`` (an event's id) only events older than that
+        one. Also returns the id to pass as ``before`` for the rest: the last event returned when the
+        page is full, the last one read when the scan limit came first, None once the trail has been
+        read back to its start (or to ``since``)."""
         start = f"{int(since.timestamp() * 1000)}-0" if since else "-"
         found: list[AuditEvent] = []
-        for event in self._newest_first(start, "(" + before if before else "+", scan_max):
+        for scanned, event in enumerate(self._newest_first(start, "(" + before if before else "+"), start=1):
             if (not actor or event.actor == actor) and (not action or event.action == action):
                 found.append(event)
-                if len(found) >= limit:
-                    break
-        return found
+            if len(found) >= limit or scanned >= self.scan_max:
+                return found, event.id
+        return found, None
 
     def export(self, since: datetime | None = None) -> Iterator[str]:
         """Every event since ``since`` as JSON lines, oldest first."""
@@ -87,13 +93,11 @@ class AuditLog:
                 return
             start = "(" + chunk[-1][0]
 
-    def _newest_first(self, start: str, end: str, scan_max: int) -> Iterator[AuditEvent]:
-        scanned = 0
-        while scanned < scan_max:
+    def _newest_first(self, start: str, end: str) -> Iterator[AuditEvent]:
+        while True:
             chunk = self.client.xrevrange(self.key, end, start, count=500)
             for stream_id, values in chunk:
                 yield _event(stream_id, values)
-            scanned += len(chunk)
             if len(chunk) < 500:
                 return
             end = "(" + chunk[-1][0]

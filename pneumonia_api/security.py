@@ -68,7 +68,7 @@ class Security:
             throttle=SignInThrottle(client, settings.signin_max_failures_per_account,
                                     settings.signin_max_failures_per_address, settings.signin_window_seconds),
             tokens=TokenStore(client),
-            audit=AuditLog(client, settings.audit_retention_days),
+            audit=AuditLog(client, settings.audit_retention_days, scan_max=settings.audit_scan_max),
         )
 
 

@@ -29,6 +29,7 @@ class ApiSettings:
     signin_max_failures_per_address: int = 20
     signin_window_seconds: int = 15 * 60
     audit_retention_days: int = 400
+    audit_scan_max: int = 50_000
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
@@ -50,4 +51,5 @@ class ApiSettings:
                                                     cls.signin_max_failures_per_address),
             signin_window_seconds=env_int("SIGNIN_WINDOW_SECONDS", cls.signin_window_seconds),
             audit_retention_days=env_int("AUDIT_RETENTION_DAYS", cls.audit_retention_days),
+            audit_scan_max=env_int("AUDIT_SCAN_MAX", cls.audit_scan_max),
         )

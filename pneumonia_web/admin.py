@@ -56,10 +56,11 @@ def audit():
     filters = {name: request.args.get(name, "").strip() for name in AUDIT_FILTERS}
     params = {k: v for k, v in filters.items() if v}
     before = request.args.get("before", "").strip() or None  # requests leaves out a None parameter
-    events = _client().admin("GET", "audit", caller(),
-                             params={**params, "limit": AUDIT_PAGE, "before": before})["events"]
-    older = {**params, "before": events[-1]["id"]} if len(events) == AUDIT_PAGE else None
-    return render_template("admin_audit.html", events=events, filters=filters, older=older)
+    answer = _client().admin("GET", "audit", caller(), params={**params, "limit": AUDIT_PAGE, "before": before})
+    events, next_before = answer["events"], answer["next_before"]
+    older = {**params, "before": next_before} if next_before else None
+    return render_template("admin_audit.html", events=events, filters=filters, older=older,
+                           scan_stopped=older is not None and len(events) < AUDIT_PAGE)
 
 
 @bp.get("/audit/export")

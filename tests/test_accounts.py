@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from pneumonia_api import create_app
+from pneumonia_api.audit import AuditLog
 from pneumonia_api.settings import ApiSettings
 from tests.conftest import RedisServer
 from tests.helpers import fixture_images
@@ -203,6 +204,20 @@ def test_audit_trail_pages_back_without_gaps(api: FlaskClient) -> None:
     for bad in ("yesterday", "1795800000000", "1-0-0"):
         resp = _as(api, "GET", f"/admin/audit?before={bad}", actor="cli-test")
         assert resp.status_code == 400 and "audit event id" in resp.get_json()["error"]
+
+
+def test_audit_search_says_where_it_stopped(module_redis: RedisServer) -> None:
+    """A filter that matches nothing among the events one query may read gives the id to go on from."""
+    audit = AuditLog(module_redis.client(), retention_days=1, key="test:audit:scan", scan_max=3)
+    audit.record("user:early", "sign_in")
+    for _ in range(4):
+        audit.record("user:late", "sign_in")
+    events, resume = audit.query(actor="user:early")  # reads the three newest events only
+    assert events == [] and resume is not None
+    events, rest = audit.query(actor="user:early", before=resume)
+    assert [e.actor for e in events] == ["user:early"] and rest is None  # read back to the start
+    page, after = audit.query(limit=2)
+    assert [e.actor for e in page] == ["user:late"] * 2 and after == page[-1].id
 
 
 def test_audit_export_is_json_lines_without_images(api: FlaskClient) -> None:
