@@ -158,7 +158,9 @@ def _check_size(width: int, height: int) -> None:
 
 
 def decode_dicom(data: bytes) -> np.ndarray:
-    """DICOM bytes to ``uint8`` grey: rescale slope/intercept, VOI window, MONOCHROME1 inverted."""
+    """DICOM bytes to ``uint8`` grey: rescale slope/intercept, VOI window, MONOCHROME1 inverted; a
+    colour frame (a secondary capture) becomes grey as a colour JPEG does. Uncompressed, RLE, JPEG
+    (baseline, 12-bit extended, lossless), JPEG-LS and JPEG 2000 pixel data."""
     import pydicom  # deferred: only DICOM uploads need it
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -168,10 +170,15 @@ def decode_dicom(data: bytes) -> np.ndarray:
             raise ImageDecodeError("DICOM file without an image: it holds no pixel data")
         rows, cols = int(ds.Rows), int(ds.Columns)
         _check_size(cols, rows)
-        pixels = ds.pixel_array
-        if pixels.ndim != 2:
-            raise ImageDecodeError(f"DICOM with pixel data of shape {pixels.shape}; expected one grey frame")
-        values = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float64)
+        pixels = ds.pixel_array  # colour as RGB, whatever the stored colour space
+        if int(ds.get("SamplesPerPixel", 1)) == 3 and pixels.shape == (rows, cols, 3):
+            if pixels.dtype == np.uint8:
+                return np.asarray(Image.fromarray(pixels, mode="RGB").convert("L"), dtype=np.uint8)
+            values = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # Pillow's weights
+        elif pixels.ndim == 2:
+            values = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float64)
+        else:
+            raise ImageDecodeError(f"DICOM with pixel data of shape {pixels.shape}; expected one frame")
     except ImageDecodeError:
         raise
     except Exception as exc:  # pydicom raises many types for malformed files

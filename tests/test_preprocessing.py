@@ -21,7 +21,7 @@ from model.preprocessing import (
     resize_gray,
     scale,
 )
-from tests.helpers import fixture_images, make_dicom
+from tests.helpers import FIXTURES, XRAYS, fixture_images, make_dicom
 
 XRAY_PATH = fixture_images()[0][0]
 
@@ -156,6 +156,44 @@ def test_dicom_sixteen_bit_with_rescale_and_inversion(xray: Image.Image, photome
     gray = decode_gray(make_dicom(stored, photometric, slope=2.0, intercept=-100.0))
     assert gray.shape == original.shape and gray.dtype == np.uint8
     assert np.corrcoef(gray.ravel(), original.ravel())[0, 1] > 0.99  # same orientation after inversion
+
+
+def _pydicom_sample(name: str) -> bytes:
+    """One of the sample files that ship inside the pinned pydicom wheel (no download)."""
+    from pydicom.data import get_testdata_file
+
+    return open(get_testdata_file(name, download=False), "rb").read()
+
+
+@pytest.mark.parametrize("compressed", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                        "MR_small_jp2klossless.dcm"])
+def test_compressed_dicom_gives_the_film_of_the_uncompressed_file(compressed: str) -> None:
+    """The same 16-bit image stored with lossless compression (RLE, JPEG-LS, JPEG 2000)."""
+    assert np.array_equal(decode_gray(_pydicom_sample(compressed)), decode_gray(_pydicom_sample("MR_small.dcm")))
+
+
+def test_jpeg_lossless_dicom_gives_the_film_it_was_made_from() -> None:
+    """A PACS's usual transfer syntax (JPEG Lossless SV1), made with dcmtk's dcmcjpeg from a fixture X-ray
+    stored as 16-bit DICOM (tests/fixtures/README.md)."""
+    stored = np.asarray(Image.open(XRAYS / "NORMAL" / "NORMAL2-IM-1427-0001.jpeg").convert("L")).astype(np.uint16)
+    compressed = (FIXTURES / "dicom" / "NORMAL2-IM-1427-0001_jpeg_lossless.dcm").read_bytes()
+    assert pydicom.dcmread(io.BytesIO(compressed)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
+    assert np.array_equal(decode_gray(compressed), decode_gray(make_dicom(stored * 16)))
+
+
+def test_twelve_bit_jpeg_dicom_is_decoded() -> None:
+    ds = pydicom.dcmread(io.BytesIO(_pydicom_sample("JPGExtended.dcm")), stop_before_pixels=True)
+    assert (ds.file_meta.TransferSyntaxUID.name, ds.BitsStored) == ("JPEG Extended (Process 2 and 4)", 12)
+    gray = decode_gray(_pydicom_sample("JPGExtended.dcm"))
+    assert gray.shape == (1024, 256) and gray.std() > 10
+
+
+def test_colour_dicom_becomes_grey_as_a_colour_jpeg_does() -> None:
+    data = _pydicom_sample("SC_jpeg_no_color_transform.dcm")  # JPEG baseline, RGB
+    rgb = pydicom.dcmread(io.BytesIO(data)).pixel_array
+    assert np.array_equal(decode_gray(data), np.asarray(Image.fromarray(rgb).convert("L")))
+    with pytest.raises(ImageDecodeError, match="expected one frame"):
+        decode_gray(_pydicom_sample("SC_rgb_rle_2frame.dcm"))
 
 
 def test_malformed_dicom_is_a_decode_error() -> None:
