@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
 from model.artifacts import ModelArtifactError  # noqa: E402
+from model.intended_use import outside_intended_use  # noqa: E402
 from model.preprocessing import ImageDecodeError, load_gray  # noqa: E402
 from model.store import DEFAULT_TTL_SECONDS, PredictionRecord, ResultStore, redis_from_env  # noqa: E402
 
@@ -38,8 +39,9 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def run(data: Path, model_path: Path, store: ResultStore, batch_size: int = 32) -> Counter:
-    """Predict every image and store one record each; returns counts by label (and ``skipped``, and
-    ``atypical``: films unlike the training films, :mod:`model.atypicality`)."""
+    """Predict every image and store one record each; returns counts by label (and ``skipped``;
+    ``atypical``: films unlike the training films, :mod:`model.atypicality`; ``outside intended use``:
+    DICOM films whose header says so, :mod:`model.intended_use`)."""
     from model.predictor import Predictor
 
     predictor = Predictor(model_path)
@@ -55,20 +57,22 @@ def run(data: Path, model_path: Path, store: ResultStore, batch_size: int = 32) 
                 print(f"skipping {path}: {exc}", file=sys.stderr)
                 counts["skipped"] += 1
                 continue
-            batch.append((path, hashlib.sha256(raw).hexdigest()))
+            batch.append((path, hashlib.sha256(raw).hexdigest(), "; ".join(outside_intended_use(raw))))
         if not batch:
             continue
         probs, atypicality = predictor.assess_gray(np.stack(grays))
-        for i, ((path, digest), prob) in enumerate(zip(batch, probs)):
+        for i, ((path, digest, outside), prob) in enumerate(zip(batch, probs)):
             record = PredictionRecord(
                 label=predictor.label(float(prob)), probability=float(prob), threshold=predictor.threshold,
                 model_version=predictor.version, image_sha256=digest, source="batch", file_name=path.name,
-                atypicality=None if atypicality is None else float(atypicality[i]),
+                atypicality=None if atypicality is None else float(atypicality[i]), outside_intended_use=outside,
             )
             store.save(record)
             counts[record.label] += 1
             counts["atypical"] += bool(record.atypical)
-            print(f"{record.id}  {record.label:<9}  {prob:.4f}  {'atypical  ' if record.atypical else ''}{path}")
+            counts["outside intended use"] += bool(outside)
+            flags = "atypical  " * bool(record.atypical) + (f"outside intended use ({outside})  " if outside else "")
+            print(f"{record.id}  {record.label:<9}  {prob:.4f}  {flags}{path}")
     return counts
 
 
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as exc:
         print(f"error: Redis failed during the run: {exc}", file=sys.stderr)
         return 3
-    total = sum(v for k, v in counts.items() if k not in ("skipped", "atypical"))
+    total = sum(v for k, v in counts.items() if k not in ("skipped", "atypical", "outside intended use"))
     print(f"stored {total} results: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
 

@@ -32,6 +32,7 @@ class PredictionRecord:
     file_name: str = ""
     owner: str = ""
     atypicality: float | None = None  # model.atypicality: 1 or more = unlike the training films
+    outside_intended_use: str = ""  # model.intended_use: why the DICOM header puts the film outside ("; ")
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 

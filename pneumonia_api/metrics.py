@@ -16,6 +16,10 @@ PROBABILITY = Histogram(
 ATYPICAL = Counter(
     "pneumonia_atypical_predictions_total", "Predictions on films unlike the training films (atypicality >= 1).",
 )
+OUTSIDE_INTENDED_USE = Counter(
+    "pneumonia_outside_intended_use_total",
+    "Predictions on DICOM films whose header puts them outside the intended use (age, body part, view, modality).",
+)
 REJECTED = Counter("pneumonia_rejected_uploads_total", "Uploads rejected before inference, by reason.", ["reason"])
 DECODE_FAILURES = Counter("pneumonia_image_decode_failures_total", "Uploads that could not be decoded as images.")
 REDIS_ERRORS = Counter("pneumonia_redis_errors_total", "Failed Redis operations by operation.", ["operation"])

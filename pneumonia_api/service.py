@@ -15,6 +15,7 @@ import numpy as np
 import redis
 from PIL import Image
 
+from model.intended_use import outside_intended_use
 from model.predictor import Predictor
 from model.preprocessing import load_gray
 from model.store import PredictionRecord, ResultStore
@@ -89,11 +90,14 @@ class PredictionService:
             label=self.predictor.label(probability), probability=probability, threshold=self.predictor.threshold,
             model_version=self.predictor.version, image_sha256=hashlib.sha256(data).hexdigest(), owner=owner,
             atypicality=None if atypicality is None else float(atypicality[0]),
+            outside_intended_use="; ".join(outside_intended_use(data)),
         )
         metrics.PREDICTIONS.labels(record.label).inc()
         metrics.PROBABILITY.observe(probability)
         if record.atypical:
             metrics.ATYPICAL.inc()
+        if record.outside_intended_use:
+            metrics.OUTSIDE_INTENDED_USE.inc()
         result = Prediction(record, elapsed * 1000, self._store(record))
         if heatmap:
             result.heatmap_png = self._explain(gray)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 import subprocess
@@ -56,8 +57,6 @@ def fixture_images() -> list[tuple[Path, str]]:
 def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float = 1.0,
                intercept: float = 0.0) -> bytes:
     """A minimal valid DICOM file (Secondary Capture) holding one grey frame."""
-    import io
-
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -81,6 +80,22 @@ def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: floa
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+
+def dicom_with(**header: str) -> bytes:
+    """A valid DICOM film with these header fields set (an empty value deletes the field)."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(np.full((64, 64), 100, np.uint8))))
+    for name, value in header.items():
+        if value:
+            setattr(ds, name, value)
+        elif name in ds:
+            delattr(ds, name)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 # Accounts that the stack fixture creates through the admin CLI (test-only passwords).

@@ -17,7 +17,7 @@ from model.store import ResultStore
 from pneumonia_api import create_app
 from pneumonia_api.settings import ApiSettings
 from tests.conftest import RedisServer
-from tests.helpers import fixture_images, make_dicom
+from tests.helpers import dicom_with, fixture_images, make_dicom
 
 TOKEN = "test-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -94,6 +94,15 @@ def test_valid_variants_are_classified(api: FlaskClient, image: str) -> None:
     }[image]()
     resp = api.post("/predict", data={"file": (io.BytesIO(data), "img")}, headers=AUTH)
     assert resp.status_code == 200, resp.json
+
+
+def test_a_dicom_film_outside_the_intended_use_says_so(api: FlaskClient) -> None:
+    adult = dicom_with(PatientAge="045Y", ViewPosition="PA")
+    body = api.post("/predict", data={"file": (io.BytesIO(adult), "adult.dcm")}, headers=AUTH).json
+    assert body["outside_intended_use"].startswith("patient older than 5 years") and body["label"]
+    assert api.get(f"/results/{body['id']}", headers=AUTH).json["outside_intended_use"] == body["outside_intended_use"]
+    assert api.post("/predict", data=XRAY.read_bytes(), headers=AUTH).json["outside_intended_use"] == ""
+    assert "pneumonia_outside_intended_use_total 1.0" in api.get("/metrics").get_data(as_text=True)
 
 
 def _bad_crc_png() -> bytes:

@@ -17,7 +17,7 @@ from model.artifacts import load_metadata
 from pneumonia_web.admin import AUDIT_PAGE
 from scripts.stack import Stack
 from tests.conftest import STACK_ENV
-from tests.helpers import ACCOUNTS, REPO, fixture_images, free_port, stop, wait_for
+from tests.helpers import ACCOUNTS, REPO, dicom_with, fixture_images, free_port, stop, wait_for
 
 SCREENSHOTS = REPO / "documentation" / "screenshots"
 
@@ -141,6 +141,19 @@ def test_atypical_film_gets_a_warning(stack: Stack, browser, tmp_path: Path) -> 
     browser.save_screenshot(str(SCREENSHOTS / "ui_atypical.png"))
     browser.find_element(By.LINK_TEXT, "My results").click()
     assert "atypical" in browser.find_element(By.ID, "results").text
+
+
+def test_film_outside_the_intended_use_gets_a_warning(stack: Stack, browser, tmp_path: Path) -> None:
+    """A DICOM film of an adult: the result page and the history say it lies outside the intended use."""
+    from selenium.webdriver.common.by import By
+
+    adult = tmp_path / "adult.dcm"
+    adult.write_bytes(dicom_with(PatientAge="045Y", ViewPosition="AP", BodyPartExamined="CHEST"))
+    _upload_as_alice(browser, stack.config.url, adult)
+    warning = browser.find_element(By.ID, "outside-intended-use").text
+    assert warning.startswith("Outside the intended use: patient older than 5 years") and "45" not in warning
+    browser.find_element(By.LINK_TEXT, "My results").click()
+    assert "outside intended use" in browser.find_element(By.ID, "results").text
 
 
 def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:

@@ -17,7 +17,7 @@ from model.artifacts import REQUIRED_METADATA, ModelArtifactError, load_metadata
 from model.predictor import Predictor
 from model.store import ResultStore
 from tests.conftest import RedisServer
-from tests.helpers import REPO, XRAYS, fixture_images, make_dicom
+from tests.helpers import REPO, XRAYS, dicom_with, fixture_images, make_dicom
 
 
 def test_training_writes_a_loadable_model_with_complete_metadata(tiny_model: Path) -> None:
@@ -135,6 +135,7 @@ def test_batch_inference_reads_dicom_exports_and_reports_other_files(tiny_model:
     (tmp_path / "study" / "series").mkdir(parents=True)
     (tmp_path / "study" / "series" / "1.2.840.113619.2.55").write_bytes(make_dicom(pixels))
     (tmp_path / "study" / "film.DCM").write_bytes(make_dicom(pixels, "MONOCHROME1"))
+    (tmp_path / "study" / "lateral.dcm").write_bytes(dicom_with(ViewPosition="LL"))
     shutil.copy(fixture_images()[-1][0], tmp_path / "film.jpeg")
     (tmp_path / "DICOMDIR.txt").write_text("index of the export")
     (tmp_path / ".hidden").mkdir()
@@ -143,10 +144,12 @@ def test_batch_inference_reads_dicom_exports_and_reports_other_files(tiny_model:
     proc = subprocess.run([sys.executable, "-m", "model.inference", "--data", str(tmp_path),
                            "--model", str(tiny_model)], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "stored 3 results" in proc.stdout and "skipped 1" in proc.stdout
+    assert "stored 4 results" in proc.stdout and "skipped 1" in proc.stdout and "outside intended use 1" in proc.stdout
     assert "DICOMDIR.txt: unsupported file type" in proc.stderr and ".hidden" not in proc.stdout + proc.stderr
-    records = ResultStore(redis_server.client()).recent(100)
-    assert {r.file_name for r in records} >= {"1.2.840.113619.2.55", "film.DCM", "film.jpeg"}
+    records = {r.file_name: r for r in ResultStore(redis_server.client()).recent(100)}
+    assert set(records) >= {"1.2.840.113619.2.55", "film.DCM", "film.jpeg", "lateral.dcm"}
+    assert records["lateral.dcm"].outside_intended_use.startswith("view LL")
+    assert records["film.DCM"].outside_intended_use == ""
 
 
 def test_evaluate_reads_dicom_class_folders(tiny_model: Path, tmp_path: Path) -> None:
