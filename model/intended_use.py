@@ -16,7 +16,6 @@ from typing import Any
 
 from model.preprocessing import sniff_format
 
-TRAINED_AGES = "children aged 1 to 5"
 # DICOM age string (PS3.5 AS): three digits and D, W, M or Y
 _AGE = re.compile(r"^(\d{3})([DWMY])$")
 _DAYS_PER_UNIT = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
@@ -38,9 +37,9 @@ def outside_intended_use(data: bytes) -> list[str]:
     reasons = []
     years = _age_years(ds)
     if years is not None and years < 1:
-        reasons.append(f"patient younger than 1 year; the model was trained on {TRAINED_AGES}")
+        reasons.append("patient younger than 1 year")
     elif years is not None and years >= 6:
-        reasons.append(f"patient older than 5 years; the model was trained on {TRAINED_AGES}")
+        reasons.append("patient older than 5 years")
     modality = str(ds.get("Modality", "")).upper()
     if modality and modality not in _RADIOGRAPHY:
         reasons.append(f"modality {modality}, not a radiograph")
