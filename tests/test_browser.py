@@ -85,6 +85,13 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     side_by_side = film.location["y"] == heatmap.location["y"] and heatmap.location["x"] >= film.location["x"] + 380
     assert side_by_side, f"film at {film.location}, heat-map at {heatmap.location}: not side by side"
     browser.save_screenshot(str(SCREENSHOTS / "ui_result.png"))
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})  # printed or saved as PDF
+    shown = {name: browser.find_element(By.CSS_SELECTOR, css).is_displayed() for name, css in (
+        ("navigation", "header nav"), ("upload link", "p.no-print"), ("verdict", "#verdict"),
+        ("heat-map", "#heatmap"), ("result id", "#result-id"), ("disclaimer", "footer"))}
+    assert shown == {"navigation": False, "upload link": False, "verdict": True, "heat-map": True,
+                     "result id": True, "disclaimer": True}, shown
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
     result_id = browser.find_element(By.ID, "result-id").text
     browser.find_element(By.LINK_TEXT, "About the model").click()
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "model-metrics")))
