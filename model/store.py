@@ -3,6 +3,8 @@
 * ``<prefix>:result:<id>`` - a hash with the fields of :class:`PredictionRecord`, with a TTL;
 * ``<prefix>:results`` - a sorted set of ids scored by creation time (newest first on read);
 * ``<prefix>:results:owner:<owner>`` - the same, per owner (``user:<name>`` or ``token:<name>``).
+
+A clinician's own reading of the film can be added to a stored result later (:meth:`ResultStore.set_reading`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class PredictionRecord:
     owner: str = ""
     atypicality: float | None = None  # model.atypicality: 1 or more = unlike the training films
     outside_intended_use: str = ""  # model.intended_use: why the DICOM header puts the film outside ("; ")
+    reading: str = ""  # a clinician's own reading of the film (a class name), recorded after the result
+    read_by: str = ""
+    read_utc: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_utc: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
 
@@ -63,6 +68,10 @@ class ResultStore:
         self.client = client
         self.ttl_seconds = ttl_seconds
         self.prefix = prefix
+        # HSET only on a result that still exists: one that expired must not come back without its TTL
+        self._set_if_present = client.register_script(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+            "redis.call('HSET', KEYS[1], unpack(ARGV)) return 1")
 
     @property
     def index_key(self) -> str:
@@ -86,6 +95,14 @@ class ResultStore:
             pipe.zadd(index, {record.id: now})
             pipe.zremrangebyscore(index, "-inf", now - self.ttl_seconds)
         pipe.execute()
+
+    def set_reading(self, result_id: str, reading: str, by: str) -> PredictionRecord | None:
+        """Add a clinician's reading to a stored result (its TTL unchanged); None once it has expired."""
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        if not self._set_if_present(keys=[self.key(result_id)], args=["reading", reading, "read_by", by,
+                                                                      "read_utc", now]):
+            return None
+        return self.get(result_id)
 
     def get(self, result_id: str) -> PredictionRecord | None:
         """The record with this id, or None if absent or expired."""

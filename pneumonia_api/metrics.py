@@ -20,6 +20,11 @@ OUTSIDE_INTENDED_USE = Counter(
     "pneumonia_outside_intended_use_total",
     "Predictions on DICOM films whose header puts them outside the intended use (age, body part, view, modality).",
 )
+READINGS = Counter(
+    "pneumonia_readings_total",
+    "Clinicians' first readings recorded on results, by the model's label and the clinician's reading.",
+    ["model_label", "reading"],
+)
 REJECTED = Counter("pneumonia_rejected_uploads_total", "Uploads rejected before inference, by reason.", ["reason"])
 DECODE_FAILURES = Counter("pneumonia_image_decode_failures_total", "Uploads that could not be decoded as images.")
 REDIS_ERRORS = Counter("pneumonia_redis_errors_total", "Failed Redis operations by operation.", ["operation"])

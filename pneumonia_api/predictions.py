@@ -1,5 +1,6 @@
-"""Prediction routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N``, and
-``GET /model`` (what the served model is and how it was measured).
+"""Prediction routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N``,
+``POST /results/<id>/reading`` (a clinician's own reading of the film, for measuring the model on
+the site's films), and ``GET /model`` (what the served model is and how it was measured).
 
 Every call is recorded in the audit trail under the caller's identity; users and integration
 tokens see only their own results (an admin, and the UI's service identity, see all).
@@ -82,6 +83,27 @@ def get_result(result_id: str):
         return _error(404, "no such result")
     _audit("result_viewed", target=record.id, image_sha256=record.image_sha256)
     return jsonify(record.to_dict())
+
+
+@bp.post("/results/<result_id>/reading")
+def record_reading(result_id: str):
+    body = request.get_json(silent=True) or {}
+    reading = str(body.get("reading", "")).strip().upper()
+    names = _service().predictor.class_names
+    if reading not in names:
+        return _error(400, f"reading must be one of {', '.join(names)}")
+    record = _service().store.get(result_id) if RESULT_ID.match(result_id) else None
+    if record is None or not principal().may_read(record.owner):
+        _audit("reading_recorded", "not_found" if record is None else "denied", target=result_id[:64])
+        return _error(404, "no such result")
+    updated = _service().store.set_reading(record.id, reading, principal().actor)
+    if updated is None:
+        return _error(404, "no such result")
+    if not record.reading:  # the first reading counts; a correction is in the audit trail
+        metrics.READINGS.labels(record.label, reading).inc()
+    _audit("reading_recorded", target=record.id, detail=f"model {record.label}, reading {reading}"
+           + (f" (was {record.reading})" if record.reading else ""))
+    return jsonify(updated.to_dict())
 
 
 @bp.get("/results")

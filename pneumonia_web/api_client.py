@@ -95,6 +95,10 @@ class ApiClient:
         """The newest stored results the caller may see."""
         return self._call("GET", f"/results?limit={limit}", caller)["results"]
 
+    def record_reading(self, result_id: str, reading: str, caller: Caller) -> dict[str, Any]:
+        """Add the clinician's own reading (a class name) to a stored result; the updated result."""
+        return self._call("POST", f"/results/{result_id}/reading", caller, json={"reading": reading})
+
     def model(self, caller: Caller) -> dict[str, Any]:
         """The served model: version, threshold and its recorded metrics (the API's ``GET /model``)."""
         return self._call("GET", "/model", caller)

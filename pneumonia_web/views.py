@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, current_app, g, render_template, request
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from pneumonia_web.api_client import ApiClient
 from pneumonia_web.auth import caller
@@ -47,6 +47,15 @@ def result(result_id: str):
     if not RESULT_ID.match(result_id):
         return error_page(404, "Not found", "No such result.")
     return render_template("result.html", result=_client().result(result_id, caller()), fresh=False)
+
+
+@bp.post("/results/<result_id>/reading")
+def reading(result_id: str):
+    if not RESULT_ID.match(result_id):
+        return error_page(404, "Not found", "No such result.")
+    _client().record_reading(result_id, request.form.get("reading", ""), caller())
+    flash("Your reading was recorded.")
+    return redirect(url_for("views.result", result_id=result_id))
 
 
 @bp.get("/model")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from model.store import ResultStore
 from pneumonia_api import create_app
 from pneumonia_api.audit import AuditLog
 from pneumonia_api.settings import ApiSettings
@@ -170,6 +171,30 @@ def test_clinicians_see_only_their_own_results_admins_see_all(api: FlaskClient) 
     prediction = _audit(api, action="prediction")[0]
     assert prediction["actor"] == "user:ann" and prediction["target"] == made["id"]
     assert prediction["image_sha256"] == made["image_sha256"] and prediction["address"] == "10.0.0.7"
+
+
+def test_a_clinician_records_a_reading_on_their_own_results(api: FlaskClient, module_redis: RedisServer) -> None:
+    ann, ben = _session(api, "ann"), _session(api, "ben")
+    made = _as(api, "POST", "/predict", ann, data={"file": (XRAY.open("rb"), XRAY.name)}).get_json()
+    path = f"/results/{made['id']}/reading"
+    assert _as(api, "POST", path, ann, json={"reading": "maybe"}).status_code == 400
+    assert _as(api, "POST", path, ben, json={"reading": "NORMAL"}).status_code == 404  # not ben's result
+    first = _as(api, "POST", path, ann, json={"reading": "normal"}).get_json()
+    assert (first["reading"], first["read_by"], first["label"]) == ("NORMAL", "user:ann", made["label"])
+    again = _as(api, "POST", path, ann, json={"reading": "PNEUMONIA"}).get_json()
+    assert _as(api, "GET", f"/results/{made['id']}", ann).get_json()["reading"] == again["reading"] == "PNEUMONIA"
+    assert module_redis.client().ttl(f"pneumonia:result:{made['id']}") > 0  # still expires with the result
+    metrics = api.get("/metrics").get_data(as_text=True)
+    assert f'pneumonia_readings_total{{model_label="{made["label"]}",reading="NORMAL"}} 1.0' in metrics
+    assert f'model_label="{made["label"]}",reading="PNEUMONIA"' not in metrics  # a correction counts once
+    details = [(e["actor"], e["outcome"], e["detail"]) for e in _audit(api, action="reading_recorded")]
+    assert details[:3] == [("user:ann", "ok", f"model {made['label']}, reading PNEUMONIA (was NORMAL)"),
+                           ("user:ann", "ok", f"model {made['label']}, reading NORMAL"), ("user:ben", "denied", "")]
+    module_redis.client().delete(f"pneumonia:result:{made['id']}")  # expired
+    assert _as(api, "POST", path, ann, json={"reading": "NORMAL"}).status_code == 404
+    assert not module_redis.client().exists(f"pneumonia:result:{made['id']}")
+    assert ResultStore(module_redis.client()).set_reading(made["id"], "NORMAL", "user:ann") is None  # expired since
+    assert not module_redis.client().exists(f"pneumonia:result:{made['id']}")  # not re-created without a TTL
 
 
 def test_clinicians_cannot_administer(api: FlaskClient) -> None:

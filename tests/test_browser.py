@@ -93,6 +93,12 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
                      "result id": True, "disclaimer": True}, shown
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
     result_id = browser.find_element(By.ID, "result-id").text
+    browser.find_element(By.ID, "reading-normal").click()  # the clinician's own reading, kept with the result
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "reading")))
+    assert browser.current_url.endswith(f"/results/{result_id}") and "Your reading was recorded." in browser.page_source
+    reading = browser.find_element(By.ID, "reading").text
+    verdict = "agrees with" if label == "NORMAL" else "differs from"
+    assert reading.startswith(f"NORMAL ({verdict} the model), by user:alice"), reading
     browser.find_element(By.LINK_TEXT, "About the model").click()
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "model-metrics")))
     metadata = load_metadata(stack.config.model_path)
@@ -110,6 +116,8 @@ def test_upload_to_result_page_with_heatmap(stack: Stack, browser) -> None:
     WebDriverWait(browser, 30).until(
         lambda b: b.current_url.endswith("/results") and b.execute_script("return document.readyState") == "complete")
     assert result_id in browser.page_source, browser.find_element(By.TAG_NAME, "body").text
+    row = browser.find_element(By.XPATH, f"//table[@id='results']//tr[td/a[contains(@href, '{result_id}')]]")
+    assert row.find_elements(By.TAG_NAME, "td")[3].text == "NORMAL", row.text  # the reading column
     errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors  # no script error, no failed resource (a missing favicon was one) on any page so far
     browser.find_element(By.ID, "sign-out").click()

@@ -70,6 +70,9 @@ def _traffic(stack: Stack, n: int) -> None:
         resp = requests.post(stack.config.url + "api/predict", files={"file": path.read_bytes()},
                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
         assert resp.status_code == 200
+    reading = requests.post(stack.config.url + f"api/results/{resp.json()['id']}/reading", json={"reading": "NORMAL"},
+                            headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert reading.status_code == 200, reading.text
     requests.post(stack.config.url + "api/predict", data=b"not an image",
                   headers={"Authorization": f"Bearer {token}"}, timeout=30)
     requests.get(stack.config.url, timeout=10)
