@@ -181,6 +181,24 @@ def test_jpeg_lossless_dicom_gives_the_film_it_was_made_from() -> None:
     assert np.array_equal(decode_gray(compressed), decode_gray(make_dicom(stored * 16)))
 
 
+def test_corrupt_compressed_dicom_is_a_decode_error_or_a_film() -> None:
+    """Hostile bytes reach a native JPEG decoder: each corruption gives a clean 4xx error or a film."""
+    good = (FIXTURES / "dicom" / "NORMAL2-IM-1427-0001_jpeg_lossless.dcm").read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"error": 0, "film": 0}
+    for _ in range(100):
+        bad = bytearray(good)
+        spots = rng.integers(1000, len(bad), 20)  # past the header, in the compressed pixel data
+        for spot in spots:
+            bad[spot] = int(rng.integers(0, 256))
+        try:
+            assert decode_gray(bytes(bad)).dtype == np.uint8
+            outcomes["film"] += 1
+        except ImageDecodeError:
+            outcomes["error"] += 1
+    assert outcomes["error"] and sum(outcomes.values()) == 100, outcomes
+
+
 def test_twelve_bit_jpeg_dicom_is_decoded() -> None:
     ds = pydicom.dcmread(io.BytesIO(_pydicom_sample("JPGExtended.dcm")), stop_before_pixels=True)
     assert (ds.file_meta.TransferSyntaxUID.name, ds.BitsStored) == ("JPEG Extended (Process 2 and 4)", 12)
