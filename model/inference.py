@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
 from model.artifacts import ModelArtifactError  # noqa: E402
-from model.intended_use import outside_intended_use  # noqa: E402
+from model.intended_use import intended_use_note  # noqa: E402
 from model.preprocessing import ImageDecodeError, load_gray  # noqa: E402
 from model.store import DEFAULT_TTL_SECONDS, PredictionRecord, ResultStore, redis_from_env  # noqa: E402
 
@@ -57,7 +57,7 @@ def run(data: Path, model_path: Path, store: ResultStore, batch_size: int = 32) 
                 print(f"skipping {path}: {exc}", file=sys.stderr)
                 counts["skipped"] += 1
                 continue
-            batch.append((path, hashlib.sha256(raw).hexdigest(), "; ".join(outside_intended_use(raw))))
+            batch.append((path, hashlib.sha256(raw).hexdigest(), intended_use_note(raw)))
         if not batch:
             continue
         probs, atypicality = predictor.assess_gray(np.stack(grays))

@@ -52,6 +52,11 @@ def outside_intended_use(data: bytes) -> list[str]:
     return reasons
 
 
+def intended_use_note(data: bytes) -> str:
+    """The reasons as one line, the form stored with a result ("" when there are none)."""
+    return "; ".join(outside_intended_use(data))
+
+
 def _age_years(ds: Any) -> float | None:
     """The patient's age at the study: PatientAge, else birth date to study date; None if unknown."""
     match = _AGE.match(str(ds.get("PatientAge", "")).strip().upper())

@@ -15,7 +15,7 @@ import numpy as np
 import redis
 from PIL import Image
 
-from model.intended_use import outside_intended_use
+from model.intended_use import intended_use_note
 from model.predictor import Predictor
 from model.preprocessing import load_gray
 from model.store import PredictionRecord, ResultStore
@@ -90,7 +90,7 @@ class PredictionService:
             label=self.predictor.label(probability), probability=probability, threshold=self.predictor.threshold,
             model_version=self.predictor.version, image_sha256=hashlib.sha256(data).hexdigest(), owner=owner,
             atypicality=None if atypicality is None else float(atypicality[0]),
-            outside_intended_use="; ".join(outside_intended_use(data)),
+            outside_intended_use=intended_use_note(data),
         )
         metrics.PREDICTIONS.labels(record.label).inc()
         metrics.PROBABILITY.observe(probability)
