@@ -118,6 +118,10 @@ class ResultStore:
             pipe.hgetall(self.key(result_id))
         return [_record(d) for d in pipe.execute() if d]
 
+    def count(self) -> int:
+        """How many results the index holds (expired ones not yet trimmed from it included)."""
+        return int(self.client.zcard(self.index_key))
+
     def ping(self) -> bool:
         """True when Redis answers."""
         try:

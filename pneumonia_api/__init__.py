@@ -1,9 +1,10 @@
 """Pneumonia prediction API (Flask application factory).
 
 Routes: ``POST /predict``, ``GET /results/<id>``, ``GET /results?limit=N``, ``GET /model`` (predictions),
-``/auth/*`` (the UI's sign-in), ``/admin/*`` (accounts, tokens, audit trail), and the
-unauthenticated ``GET /healthz``, ``GET /readyz``, ``GET /metrics``. Everything else needs a
-bearer token: the UI's ``API_TOKEN`` or an integration token (see :mod:`pneumonia_api.security`).
+``/auth/*`` (the UI's sign-in), ``/admin/*`` (accounts, tokens, audit trail, agreement with the
+clinicians' readings), and the unauthenticated ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+Everything else needs a bearer token: the UI's ``API_TOKEN`` or an integration token (see
+:mod:`pneumonia_api.security`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def create_app(settings: ApiSettings | None = None, service: PredictionService |
     app = Flask(__name__)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # Nginx in front: the client address
     app.config.update(MAX_CONTENT_LENGTH=settings.max_upload_bytes, MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
-                      RESULTS_LIMIT_MAX=settings.results_limit_max)
+                      RESULTS_LIMIT_MAX=settings.results_limit_max,
+                      AGREEMENT_SCAN_MAX=settings.agreement_scan_max)
     app.extensions["prediction_service"] = service
     app.extensions["security"] = security
     instrument(app, "api")

@@ -1,5 +1,6 @@
-"""Account, token and audit administration: an admin user through the UI, or the admin CLI
-(the service token with ``X-Actor``). Never reachable through the public Nginx."""
+"""Account, token and audit administration, and the model's agreement with the clinicians' readings:
+an admin user through the UI, or the admin CLI (the service token with ``X-Actor``). Never reachable
+through the public Nginx."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from model.agreement import MIN_READINGS_PER_CLASS, agreement
 from pneumonia_api.accounts import AccountError, generate_password
 from pneumonia_api.audit import EVENT_ID
 from pneumonia_api.security import Principal, Security, principal, require
+from pneumonia_api.service import PredictionService
 from pneumonia_api.tokens import TokenError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -130,3 +133,18 @@ def audit_export():
     _audit("audit_exported", detail=f"since={since.isoformat() if since else 'start'}")
     return Response(_security().audit.export(since), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": "attachment; filename=audit.jsonl"})
+
+
+@bp.get("/agreement")
+def readings_agreement():
+    """How the stored results agree with the readings recorded on them, per model version, over the
+    newest ``AGREEMENT_SCAN_MAX`` results (results expire after ``RESULT_TTL_SECONDS``)."""
+    service: PredictionService = current_app.extensions["prediction_service"]
+    scan_max = current_app.config["AGREEMENT_SCAN_MAX"]
+    records = service.store.recent(scan_max)
+    class_names = service.predictor.class_names
+    summaries = agreement(records, class_names[1], served_version=service.predictor.version)
+    _audit("agreement_viewed", detail=f"{sum(s['read'] for s in summaries)} readings in {len(records)} results")
+    return jsonify(class_names=class_names, results_scanned=len(records),
+                   complete=service.store.count() <= scan_max, result_ttl_seconds=service.store.ttl_seconds,
+                   min_readings_per_class=MIN_READINGS_PER_CLASS, models=summaries)

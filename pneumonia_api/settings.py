@@ -30,6 +30,7 @@ class ApiSettings:
     signin_window_seconds: int = 15 * 60
     audit_retention_days: int = 400
     audit_scan_max: int = 50_000
+    agreement_scan_max: int = 50_000
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
@@ -52,4 +53,5 @@ class ApiSettings:
             signin_window_seconds=env_int("SIGNIN_WINDOW_SECONDS", cls.signin_window_seconds),
             audit_retention_days=env_int("AUDIT_RETENTION_DAYS", cls.audit_retention_days),
             audit_scan_max=env_int("AUDIT_SCAN_MAX", cls.audit_scan_max),
+            agreement_scan_max=env_int("AGREEMENT_SCAN_MAX", cls.agreement_scan_max),
         )

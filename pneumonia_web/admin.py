@@ -1,4 +1,5 @@
-"""Admin pages: accounts (create, disable, enable, reset password) and the audit trail."""
+"""Admin pages: accounts (create, disable, enable, reset password), the audit trail, and how the model's
+results agree with the clinicians' readings."""
 
 from __future__ import annotations
 
@@ -70,3 +71,9 @@ def audit_export():
     lines = _client().admin("GET", "audit/export", caller(), params={"since": since} if since else {})
     return Response(lines, mimetype="application/x-ndjson",
                     headers={"Content-Disposition": "attachment; filename=audit.jsonl"})
+
+
+@bp.get("/agreement")
+@admin_required
+def agreement():
+    return render_template("admin_agreement.html", answer=_client().admin("GET", "agreement", caller()))

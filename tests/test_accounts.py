@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from model.store import ResultStore
+from model.store import PredictionRecord, ResultStore
 from pneumonia_api import create_app
 from pneumonia_api.audit import AuditLog
 from pneumonia_api.settings import ApiSettings
@@ -195,6 +195,41 @@ def test_a_clinician_records_a_reading_on_their_own_results(api: FlaskClient, mo
     assert not module_redis.client().exists(f"pneumonia:result:{made['id']}")
     assert ResultStore(module_redis.client()).set_reading(made["id"], "NORMAL", "user:ann") is None  # expired since
     assert not module_redis.client().exists(f"pneumonia:result:{made['id']}")  # not re-created without a TTL
+
+
+def test_admins_see_how_the_results_agree_with_the_readings(api: FlaskClient, module_redis: RedisServer) -> None:
+    ann = _session(api, "ann")
+    films = [path for path, _ in fixture_images()[::4]][:4]
+    made = [_as(api, "POST", "/predict", ann, data={"file": (path.open("rb"), path.name)}).get_json() for path in films]
+    readings = ["NORMAL", "PNEUMONIA", "PNEUMONIA"]  # the fourth result is never read
+    for result, reading in zip(made, readings):
+        assert _as(api, "POST", f"/results/{result['id']}/reading", ann, json={"reading": reading}).status_code == 200
+    ResultStore(module_redis.client()).save(PredictionRecord(  # an earlier model's result, read
+        label="PNEUMONIA", probability=0.9, threshold=0.5, model_version="earlier-model", image_sha256="0" * 64,
+        reading="NORMAL"))
+    assert _as(api, "GET", "/admin/agreement", ann).status_code == 403
+
+    answer = _as(api, "GET", "/admin/agreement", actor="cli-test").get_json()
+    assert (answer["class_names"], answer["results_scanned"], answer["complete"]) == (["NORMAL", "PNEUMONIA"], 5, True)
+    served, earlier = answer["models"]
+    called = [r["label"] == "PNEUMONIA" for r in made[:3]]
+    read = [r == "PNEUMONIA" for r in readings]
+    assert (served["model_version"], served["served"], served["read"]) == (made[0]["model_version"], True, 3)
+    assert served["confusion_matrix"] == {"tp": sum(c and r for c, r in zip(called, read)),
+                                          "fp": sum(c and not r for c, r in zip(called, read)),
+                                          "tn": sum(not c and not r for c, r in zip(called, read)),
+                                          "fn": sum(not c and r for c, r in zip(called, read))}
+    assert (served["read_positive"], served["read_negative"], served["rule_threshold"]) == (2, 1, None)
+    assert (earlier["model_version"], earlier["served"], earlier["threshold"]) == ("earlier-model", False, 0.5)
+    assert earlier["confusion_matrix"] == {"tp": 0, "fp": 1, "tn": 0, "fn": 0}
+    assert _audit(api, action="agreement_viewed")[0]["detail"] == "4 readings in 5 results"
+
+    api.application.config["AGREEMENT_SCAN_MAX"] = 2
+    try:  # only the newest results are read, and the answer says so
+        partial = _as(api, "GET", "/admin/agreement", actor="cli-test").get_json()
+    finally:
+        api.application.config["AGREEMENT_SCAN_MAX"] = ApiSettings.agreement_scan_max
+    assert (partial["results_scanned"], partial["complete"]) == (2, False)
 
 
 def test_clinicians_cannot_administer(api: FlaskClient) -> None:

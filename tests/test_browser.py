@@ -221,6 +221,42 @@ def test_admin_reads_the_audit_trail(stack: Stack, browser) -> None:
     assert {"account_created"} == {row.find_elements(By.TAG_NAME, "td")[2].text for row in rows}, "search went on"
 
 
+def test_admin_sees_the_agreement_with_the_readings(stack: Stack, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    (normal, _), (pneumonia, _) = fixture_images()[0], fixture_images()[-1]
+    with requests.Session() as api:  # two read results through the API, as a clinician's would be
+        api.headers.update({"Authorization": f"Bearer {stack.secrets()['API_TOKEN']}", "X-Actor": "test"})
+        base = f"http://127.0.0.1:{stack.config.api_port}"
+        for film, reading in ((normal, "NORMAL"), (pneumonia, "PNEUMONIA")):
+            made = api.post(base + "/predict", files={"file": (film.name, film.read_bytes())}).json()
+            api.post(base + f"/results/{made['id']}/reading", json={"reading": reading}).raise_for_status()
+        expected = api.get(base + "/admin/agreement").json()["models"][0]
+
+    browser.get(stack.config.url)
+    browser.find_element(By.ID, "username").send_keys("admin")
+    browser.find_element(By.ID, "password").send_keys(ACCOUNTS["admin"][1])
+    browser.find_element(By.ID, "signin").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "signed-in-as")))
+    browser.find_element(By.LINK_TEXT, "Agreement").click()
+    section = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, "section.agreement")))
+    served = load_metadata(stack.config.model_path)["model_version"]
+    assert section.get_attribute("data-version") == served and expected["served"]
+    assert section.find_element(By.TAG_NAME, "h2").text == f"{served} (served now)"
+    cm = expected["confusion_matrix"]
+    assert expected["read_positive"] >= 1 and expected["read_negative"] >= 1
+    assert section.find_element(By.CLASS_NAME, "read").text == (
+        f"{expected['read']}: {expected['read_positive']} read PNEUMONIA, {expected['read_negative']} read NORMAL")
+    assert section.find_element(By.CLASS_NAME, "called-positive").text == f"{cm['tp']} / {cm['fp']}"
+    assert section.find_element(By.CLASS_NAME, "called-negative").text == f"{cm['fn']} / {cm['tn']}"
+    share = expected["negative_agreement"]
+    assert section.find_element(By.CLASS_NAME, "negative-agreement").text.startswith(
+        f"{share['value'] * 100:.1f} % ({share['interval_95'][0] * 100:.1f} % to")
+    browser.save_screenshot(str(SCREENSHOTS / "ui_agreement.png"))
+
+
 def unlabelled_fields(browser) -> list[str]:
     """Names of the page's visible form fields that a screen reader could not name (no label, no aria-label)."""
     return browser.execute_script(

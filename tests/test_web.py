@@ -58,7 +58,8 @@ def test_sign_in_page_has_csrf_token_and_security_headers() -> None:
     assert resp.headers["X-Frame-Options"] == "DENY" and "default-src 'self'" in resp.headers["Content-Security-Policy"]
 
 
-@pytest.mark.parametrize("path", ["/", "/results", "/results/" + "a" * 32, "/model", "/admin/users", "/admin/audit"])
+@pytest.mark.parametrize("path", ["/", "/results", "/results/" + "a" * 32, "/model", "/admin/users", "/admin/audit",
+                                  "/admin/agreement"])
 def test_every_page_needs_a_signed_in_user(path: str) -> None:
     resp = _client("http://127.0.0.1:1").get(path)
     assert resp.status_code == 302 and resp.headers["Location"].startswith("/sign-in")
