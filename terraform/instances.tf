@@ -45,6 +45,7 @@ locals {
       public_ip       = contains(["nginx", "monitoring"], host.role) ? aws_eip.nginx.public_ip : ""
       redis_url       = local.redis_url
       use_elasticache = var.use_elasticache
+      redis_volume_id = key == local.redis_host && !var.use_elasticache ? aws_ebs_volume.redis_data[0].id : ""
       max_upload_mb   = var.max_upload_mb
       result_ttl      = var.result_ttl_days * 86400
       training_args   = var.training_args

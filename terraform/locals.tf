@@ -22,8 +22,9 @@ locals {
     } : {}
   )
 
-  api_ips  = [for k, h in local.hosts : h.ip if h.role == "api"]
-  redis_ip = local.api_ips[0]
+  api_ips    = [for k, h in local.hosts : h.ip if h.role == "api"]
+  redis_host = "api-1" # Redis runs here unless use_elasticache; its data volume is attached here
+  redis_ip   = local.hosts[local.redis_host].ip
 
   # Every allowed flow between roles. Each entry becomes an ingress rule on the destination's
   # security group and an egress rule on the source's, both referencing the other group.

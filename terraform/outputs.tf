@@ -43,3 +43,8 @@ output "redis_endpoint" {
   description = "Redis URL used by the API hosts."
   value       = local.redis_url
 }
+
+output "redis_data_volume_id" {
+  description = "EBS volume of Redis's data on the API host, snapshotted daily (null with ElastiCache)."
+  value       = var.use_elasticache ? null : aws_ebs_volume.redis_data[0].id
+}

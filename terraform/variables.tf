@@ -152,6 +152,50 @@ variable "root_volume_size_gb" {
   }
 }
 
+variable "redis_volume_size_gb" {
+  description = "Size (GiB) of the EBS volume that holds Redis's data on the API host (not used with ElastiCache)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.redis_volume_size_gb >= 1 && var.redis_volume_size_gb <= 1000
+    error_message = "redis_volume_size_gb must be between 1 and 1000."
+  }
+}
+
+variable "redis_snapshot_retain_count" {
+  description = "Daily snapshots of the Redis data volume to keep (Data Lifecycle Manager deletes older ones)."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.redis_snapshot_retain_count >= 1 && var.redis_snapshot_retain_count <= 1000 && floor(var.redis_snapshot_retain_count) == var.redis_snapshot_retain_count
+    error_message = "redis_snapshot_retain_count must be a whole number from 1 to 1000."
+  }
+}
+
+variable "redis_snapshot_time_utc" {
+  description = "Time of day (UTC, HH:MM) at which the daily snapshot of the Redis data volume starts."
+  type        = string
+  default     = "03:00"
+
+  validation {
+    condition     = can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", var.redis_snapshot_time_utc))
+    error_message = "redis_snapshot_time_utc must be a time of day such as 03:00."
+  }
+}
+
+variable "redis_restore_snapshot_id" {
+  description = "Restore: a snapshot of the Redis data volume to create the volume from (empty: a new, blank volume). Changing it replaces the volume and the Redis host."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.redis_restore_snapshot_id == "" || can(regex("^snap-[0-9a-f]{8,17}$", var.redis_restore_snapshot_id))
+    error_message = "redis_restore_snapshot_id must be empty or a snapshot id such as snap-0123456789abcdef0."
+  }
+}
+
 variable "repo_url" {
   description = "Git URL of this repository, cloned by every host's user_data."
   type        = string

@@ -3,6 +3,7 @@ real namespaces with firewalls generated from the security groups."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,15 @@ def test_rendered_user_data_carries_the_peers_addresses() -> None:
     user_data = load(TERRAFORM).hosts["monitoring"].user_data
     assert 'API_TARGETS="10.20.10.20:5000"' in user_data and "REDIS_URL=redis://10.20.10.20:6379/0" in user_data
     assert "${" not in user_data
+
+
+def test_only_the_redis_host_mounts_the_data_volume() -> None:
+    hosts = load(TERRAFORM, {"api_instance_count": 2}).hosts
+    volume = {name: re.search(r"^REDIS_VOLUME_ID=(.*)$", host.user_data, re.M).group(1) for name, host in hosts.items()}
+    assert volume.pop("api-1") == "known-after-apply.aws_ebs_volume.redis_data-0.id"
+    assert set(volume.values()) == {""}, volume
+    managed = load(TERRAFORM, {"use_elasticache": True}).hosts["api-1"].user_data
+    assert re.search(r"^REDIS_VOLUME_ID=$", managed, re.M)
 
 
 def test_security_groups_implement_the_network_policy() -> None:

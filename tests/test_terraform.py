@@ -173,6 +173,7 @@ SAMPLE = {
     "region": "eu-west-1", "ssm_prefix": "/pneumonia", "model_bucket": "pneumonia-models-abc",
     "ui_servers": "10.20.10.10:5001", "api_servers": "10.20.10.20:5000 10.20.11.21:5000",
     "monitoring_ip": "10.20.11.10", "public_ip": "203.0.113.7", "redis_url": "redis://10.20.10.20:6379/0", "use_elasticache": "false",
+    "redis_volume_id": "vol-0123456789abcdef0",
     "max_upload_mb": "20", "result_ttl": "2592000", "training_args": "--backbone resnet50 --epochs 15",
     "node_targets": "10.20.0.10:9100=nginx", "ui_targets": "10.20.10.10:5001", "api_targets": "10.20.10.20:5000",
     "redis_targets": "10.20.10.20:9121", "nginx_targets": "10.20.0.10:9113", "edge_targets": "10.20.0.10:3903",
@@ -221,6 +222,38 @@ def test_provisioning_reloads_only_services_that_were_ready_when_started() -> No
     assert reloaded, "the pattern no longer matches provision.sh"
     racing = {unit: kind for unit in reloaded if (kind := _service_type(unit)) not in ("forking", "notify")}
     assert not racing, f"reloaded without waiting for readiness: {racing}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("losetup"), reason="needs root and losetup")
+def test_data_volume_is_formatted_once_and_keeps_its_data(tmp_path: Path) -> None:
+    """deploy/provision/data_volume.sh on a real block device (a loop device): a blank volume gets a
+    file system; mounted again, as on a replaced host, it keeps its data and /etc/fstab names it once."""
+    script = REPO / "deploy/provision/data_volume.sh"
+    image, mount, fstab = tmp_path / "volume.img", tmp_path / "redis", tmp_path / "fstab"
+    image.write_bytes(b"")
+    os.truncate(image, 64 * 2**20)
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    env = {**os.environ, "FSTAB": str(fstab), "DATA_VOLUME_WAIT_SECONDS": "0"}
+    try:
+        for boot in range(2):  # the first device path is absent (another kind of host), the second attached
+            done = subprocess.run([str(script), str(mount), str(tmp_path / "no-such-device"), loop], env=env,
+                                  capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert subprocess.run(["mountpoint", "-q", str(mount)]).returncode == 0
+            if boot == 0:
+                (mount / "appendonly.aof").write_text("stored before the host was replaced")
+                subprocess.run(["umount", str(mount)], check=True)
+        assert (mount / "appendonly.aof").read_text() == "stored before the host was replaced"
+        uuid = subprocess.run(["blkid", "-s", "UUID", "-o", "value", loop], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert fstab.read_text() == f"UUID={uuid} {mount} ext4 defaults,nofail 0 2\n"
+        missing = subprocess.run([str(script), str(tmp_path / "elsewhere"), str(tmp_path / "no-such-device")],
+                                 env=env, capture_output=True, text=True)
+        assert missing.returncode == 1 and "appeared within 0s" in missing.stderr
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+        subprocess.run(["losetup", "-d", loop], capture_output=True)
 
 
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))

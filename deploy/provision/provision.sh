@@ -17,6 +17,7 @@ VENV=$REPO/.venv
 #                              no apt-get/snap/pip, no Grafana repository, no training run
 #   PROVISION_SECRETS_DIR=DIR  secrets are the files DIR/<name> instead of SSM parameters
 #   PROVISION_MODEL_DIR=DIR    the API's model comes from DIR instead of S3 (model_sync.sh)
+#   PROVISION_NO_VOLUMES=1     no EBS volume is attached: Redis keeps its data on the host's disk
 # (The rehearsal also puts a stand-in `systemctl` first on PATH: its hosts run no systemd.)
 OFFLINE=${PROVISION_OFFLINE:-}
 
@@ -152,6 +153,13 @@ role_api() {
   if [ "$USE_ELASTICACHE" != "true" ]; then
     packages redis-server
     systemctl disable --now redis-server || true
+    if [ -n "${REDIS_VOLUME_ID:-}" ] && [ -z "${PROVISION_NO_VOLUMES:-}" ]; then
+      # the data volume (terraform/redis_data.tf): named by its id on an NVMe (Nitro) host, else as attached
+      "$REPO/deploy/provision/data_volume.sh" /var/lib/redis \
+        "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${REDIS_VOLUME_ID/-/}" /dev/xvdf /dev/sdf
+      chown redis:redis /var/lib/redis
+      chmod 0750 /var/lib/redis
+    fi
     REDIS_BIND="127.0.0.1 $(hostname -I | awk '{print $1}')"
     export REDIS_BIND REDIS_PORT=6379 REDIS_DIR=/var/lib/redis
     export REDIS_PASSWORD=$redis_password

@@ -87,7 +87,7 @@ class Rehearsal:
             self.created_user = True  # provision.sh creates it, as on AWS; removed at the end
         env = {**os.environ, "PATH": f"/opt/pneumonia/deploy/rehearsal:{os.environ['PATH']}",
                "PROVISION_OFFLINE": "1", "PROVISION_SECRETS_DIR": str(secret_dir),
-               "PROVISION_MODEL_DIR": "/opt/pneumonia/models"}
+               "PROVISION_MODEL_DIR": "/opt/pneumonia/models", "PROVISION_NO_VOLUMES": "1"}
         for host in sorted(self.topology.hosts.values(), key=lambda h: ROLE_ORDER.index(h.role)):
             fs = self.fs[host.name]
             fs.prepare()
