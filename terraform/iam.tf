@@ -55,6 +55,15 @@ data "aws_iam_policy_document" "host" {
     }
   }
 
+  dynamic "statement" { # the operator's CA-issued certificate, when set (README, HTTPS); not managed here
+    for_each = each.key == "nginx" ? [1] : []
+    content {
+      sid       = "ReadOperatorCertificate"
+      actions   = ["ssm:GetParameter"]
+      resources = ["arn:aws:ssm:${var.region}:${data.aws_caller_identity.current.account_id}:parameter${local.ssm_prefix}/tls/*"]
+    }
+  }
+
   dynamic "statement" {
     for_each = contains(keys(local.role_bucket_actions), each.key) ? [1] : []
     content {

@@ -256,6 +256,49 @@ def test_data_volume_is_formatted_once_and_keeps_its_data(tmp_path: Path) -> Non
         subprocess.run(["losetup", "-d", loop], capture_output=True)
 
 
+def _openssl(*args: str) -> str:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _certificate_pair(folder: Path, name: str) -> tuple[Path, Path]:
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}.example",
+             "-keyout", str(key), "-out", str(cert))
+    return cert, key
+
+
+def test_nginx_serves_the_operators_certificate_else_keeps_or_makes_one(tmp_path: Path) -> None:
+    """deploy/provision/tls_certificate.sh: a host without a certificate makes a self-signed one for its
+    addresses and keeps it; the operator's pair (from SSM) replaces it when cert and key belong together."""
+    script, tls = REPO / "deploy/provision/tls_certificate.sh", tmp_path / "tls"
+    empty_cert, empty_key = tmp_path / "none.crt", tmp_path / "none.key"  # no SSM parameter: empty files
+    empty_cert.write_text("")
+    empty_key.write_text("")
+    env = {**os.environ, "PUBLIC_IP": "203.0.113.7"}
+
+    def run(*files: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(script), str(tls), *map(str, files)], env=env, capture_output=True, text=True)
+
+    def served() -> str:
+        return _openssl("x509", "-in", str(tls / "pneumonia.crt"), "-noout", "-fingerprint", "-sha256")
+
+    assert run().returncode == 0
+    assert "IP Address:203.0.113.7" in _openssl("x509", "-in", str(tls / "pneumonia.crt"), "-noout", "-text")
+    assert (tls / "pneumonia.key").stat().st_mode & 0o777 == 0o600
+    made = served()
+    assert run(empty_cert, empty_key).returncode == 0 and served() == made  # kept, not made again
+
+    operator_cert, operator_key = _certificate_pair(tmp_path, "operator")
+    assert run(operator_cert, operator_key).returncode == 0
+    assert served() == _openssl("x509", "-in", str(operator_cert), "-noout", "-fingerprint", "-sha256") != made
+    assert (tls / "pneumonia.key").read_text() == operator_key.read_text()
+
+    _, other_key = _certificate_pair(tmp_path, "other")
+    mismatched = run(operator_cert, other_key)
+    assert mismatched.returncode == 0 and "do not belong together" in mismatched.stderr
+    assert (tls / "pneumonia.key").read_text() == operator_key.read_text()  # the working pair stays
+
+
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shellcheck(script: Path) -> None:
     check = subprocess.run(["shellcheck", "-x", str(script)], capture_output=True, text=True, cwd=REPO)

@@ -32,6 +32,13 @@ secret() {  # secret NAME -> value from SSM Parameter Store (SecureString)
     --query Parameter.Value --output text
 }
 
+optional_secret() {  # optional_secret NAME -> a parameter the operator may have set, or nothing
+  if [ -n "${PROVISION_SECRETS_DIR:-}" ] && [ ! -f "$PROVISION_SECRETS_DIR/$1" ]; then
+    return
+  fi
+  secret "$1" 2>/dev/null || log "no SSM parameter $SSM_PREFIX/$1" >&2
+}
+
 packages() {  # packages NAME...: apt-get install (already installed when offline)
   [ -n "$OFFLINE" ] || apt-get install -y -qq "$@"
 }
@@ -76,24 +83,15 @@ unit() {  # unit NAME: install deploy/systemd/NAME.service and start it
   systemctl enable --now "$1"
 }
 
-tls_certificate() {  # a self-signed certificate naming this host's addresses, unless one is installed
-  local dir=/etc/nginx/tls addresses
-  if [ -s "$dir/pneumonia.crt" ] && [ -s "$dir/pneumonia.key" ]; then
-    return 0  # an operator's CA-issued certificate (or the one made at first boot) is kept
-  fi
-  install -d -m 0700 "$dir"
-  # shellcheck disable=SC2086  # PUBLIC_IP and hostname -I: whitespace-separated lists
-  addresses=$(for ip in ${PUBLIC_IP:-} $(hostname -I); do
-    if [[ $ip =~ ^[0-9]+(\.[0-9]+){3}$ ]]; then printf 'IP:%s,' "$ip"; fi
-  done)
-  openssl req -x509 -newkey rsa:2048 -sha256 -nodes -days 397 -subj "/CN=pneumonia-platform" \
-    -addext "subjectAltName=${addresses%,}" -keyout "$dir/pneumonia.key" -out "$dir/pneumonia.crt"
-  chmod 0600 "$dir/pneumonia.key"
-}
-
 role_nginx() {
   packages nginx openssl prometheus-nginx-exporter mtail
-  tls_certificate
+  # the operator's certificate from SSM (README, HTTPS) when set, so that a replaced host serves it too
+  local tls
+  tls=$(mktemp -d)
+  optional_secret tls/certificate >"$tls/crt"
+  optional_secret tls/private_key >"$tls/key"
+  "$REPO/deploy/provision/tls_certificate.sh" /etc/nginx/tls "$tls/crt" "$tls/key"
+  rm -rf "$tls"
   # HTTPS on 443 (TLS 1.2+); port 80 only redirects. HSTS takes effect once the certificate is CA-issued.
   export NGINX_LISTEN="443 ssl" STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s
   export TLS_SETTINGS="ssl_certificate /etc/nginx/tls/pneumonia.crt; ssl_certificate_key /etc/nginx/tls/pneumonia.key; \
