@@ -29,33 +29,49 @@ data "aws_ami" "deep_learning" {
 locals {
   redis_url = var.use_elasticache ? "rediss://${aws_elasticache_replication_group.this[0].primary_endpoint_address}:6379/0" : "redis://${local.redis_ip}:6379/0"
 
-  # Everything a host's provisioning needs; peers' addresses come from local.hosts.
+  # Every setting a host's provisioning may read, and which of them each role reads
+  # (deploy/provision/provision.sh). A host gets its role's settings and empty ones for the rest, so
+  # that a change concerning one role (the training host switched off, another API host) replaces only
+  # the hosts that read it: a replaced host keeps only what is on a data volume or in SSM.
+  settings = {
+    model_bucket    = aws_s3_bucket.models.bucket
+    ui_servers      = join(" ", ["${local.hosts.ui.ip}:5001"])
+    api_servers     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
+    monitoring_ip   = local.hosts.monitoring.ip
+    public_ip       = aws_eip.nginx.public_ip
+    redis_url       = local.redis_url
+    use_elasticache = tostring(var.use_elasticache)
+    max_upload_mb   = tostring(var.max_upload_mb)
+    result_ttl      = tostring(var.result_ttl_days * 86400)
+    training_args   = var.training_args
+    node_targets    = join(" ", [for k, h in local.hosts : "${h.ip}:9100=${h.role}"])
+    ui_targets      = "${local.hosts.ui.ip}:5001"
+    api_targets     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
+    redis_targets   = "${local.redis_ip}:9121"
+    nginx_targets   = "${local.hosts.nginx.ip}:9113"
+    edge_targets    = "${local.hosts.nginx.ip}:3903"
+  }
+  role_settings = {
+    nginx      = ["ui_servers", "api_servers", "monitoring_ip", "public_ip", "max_upload_mb"]
+    ui         = ["api_servers", "max_upload_mb"]
+    api        = ["model_bucket", "redis_url", "use_elasticache", "max_upload_mb", "result_ttl"]
+    monitoring = ["public_ip", "node_targets", "ui_targets", "api_targets", "redis_targets", "nginx_targets", "edge_targets"]
+    training   = ["model_bucket", "training_args"]
+  }
+
   user_data = {
-    for key, host in local.hosts : key => templatefile("${path.module}/templates/user_data.sh.tftpl", {
-      role            = host.role
-      host_name       = key
-      repo_url        = var.repo_url
-      repo_branch     = var.repo_branch
-      region          = var.region
-      ssm_prefix      = local.ssm_prefix
-      model_bucket    = aws_s3_bucket.models.bucket
-      ui_servers      = join(" ", ["${local.hosts.ui.ip}:5001"])
-      api_servers     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
-      monitoring_ip   = local.hosts.monitoring.ip
-      public_ip       = contains(["nginx", "monitoring"], host.role) ? aws_eip.nginx.public_ip : ""
-      redis_url       = local.redis_url
-      use_elasticache = var.use_elasticache
-      redis_volume_id = key == local.redis_host && !var.use_elasticache ? aws_ebs_volume.redis_data[0].id : ""
-      max_upload_mb   = var.max_upload_mb
-      result_ttl      = var.result_ttl_days * 86400
-      training_args   = var.training_args
-      node_targets    = join(" ", [for k, h in local.hosts : "${h.ip}:9100=${h.role}"])
-      ui_targets      = "${local.hosts.ui.ip}:5001"
-      api_targets     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
-      redis_targets   = "${local.redis_ip}:9121"
-      nginx_targets   = "${local.hosts.nginx.ip}:9113"
-      edge_targets    = "${local.hosts.nginx.ip}:3903"
-    })
+    for key, host in local.hosts : key => templatefile("${path.module}/templates/user_data.sh.tftpl", merge(
+      { for name, value in local.settings : name => contains(local.role_settings[host.role], name) ? value : "" },
+      {
+        role            = host.role
+        host_name       = key
+        repo_url        = var.repo_url
+        repo_branch     = var.repo_branch
+        region          = var.region
+        ssm_prefix      = local.ssm_prefix
+        redis_volume_id = key == local.redis_host && !var.use_elasticache ? aws_ebs_volume.redis_data[0].id : ""
+      },
+    ))
   }
 }
 

@@ -55,9 +55,24 @@ def test_terraform_hosts_and_addresses_come_from_the_variables() -> None:
 
 
 def test_rendered_user_data_carries_the_peers_addresses() -> None:
-    user_data = load(TERRAFORM).hosts["monitoring"].user_data
-    assert 'API_TARGETS="10.20.10.20:5000"' in user_data and "REDIS_URL=redis://10.20.10.20:6379/0" in user_data
-    assert "${" not in user_data
+    hosts = load(TERRAFORM).hosts
+    monitoring, api = hosts["monitoring"].user_data, hosts["api-1"].user_data
+    assert 'API_TARGETS="10.20.10.20:5000"' in monitoring and "REDIS_URL=redis://10.20.10.20:6379/0" in api
+    assert "\nREDIS_URL=\n" in monitoring and 'API_TARGETS=""' in api  # each role gets what it reads
+    assert all("${" not in host.user_data for host in hosts.values())
+
+
+def test_a_change_replaces_only_the_hosts_whose_settings_it_changes() -> None:
+    """Any change of a host's user_data replaces the host (user_data_replace_on_change)."""
+    before = load(TERRAFORM).hosts
+
+    def changed(**overrides: object) -> set[str]:
+        after = load(TERRAFORM, overrides).hosts
+        return {name for name in before if name in after and after[name].user_data != before[name].user_data}
+
+    assert changed(enable_training_instance=False) == {"monitoring"}  # its scrape targets, nothing else
+    assert changed(api_instance_count=2) == {"nginx", "ui", "monitoring"}
+    assert changed(training_args="--epochs 5") == {"training"}
 
 
 def test_only_the_redis_host_mounts_the_data_volume() -> None:

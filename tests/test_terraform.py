@@ -198,11 +198,15 @@ def test_user_data_renders_to_valid_shell(template: Path, tmp_path: Path) -> Non
     assert subprocess.run(["bash", "-n", str(rendered)], capture_output=True).returncode == 0
     check = subprocess.run(["shellcheck", str(rendered)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
-    # every templatefile() variable passed in instances.tf is used, and vice versa
-    passed = set(re.findall(r"^\s+(\w+)\s+=", (TF / "instances.tf").read_text().split("templatefile(")[1]
-                            .split("})")[0], re.M))
+    # every templatefile() variable passed in instances.tf (local.settings and the host's own) is used,
+    # and vice versa; each role's settings are among them
+    tf = {"instances.tf": _load(TF / "instances.tf")}
+    settings, role_settings = _locals(tf)["settings"], _locals(tf)["role_settings"]
+    own = set(re.findall(r"^\s+(\w+)\s+=", (TF / "instances.tf").read_text().split("templatefile(")[1]
+                         .split("))")[0], re.M))
     used = set(re.findall(r"(?<!\$)\$\{(\w+)\}", template.read_text()))
-    assert used == passed
+    assert used == set(settings) | own and not set(settings) & own
+    assert set().union(*role_settings.values()) <= set(settings)
 
 
 def _service_type(unit: str) -> str:
@@ -274,16 +278,17 @@ def test_nginx_serves_the_operators_certificate_else_keeps_or_makes_one(tmp_path
     empty_cert, empty_key = tmp_path / "none.crt", tmp_path / "none.key"  # no SSM parameter: empty files
     empty_cert.write_text("")
     empty_key.write_text("")
-    env = {**os.environ, "PUBLIC_IP": "203.0.113.7"}
 
-    def run(*files: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([str(script), str(tls), *map(str, files)], env=env, capture_output=True, text=True)
+    def run(cert: Path, key: Path) -> subprocess.CompletedProcess:  # the Elastic IP, the host's addresses
+        return subprocess.run([str(script), str(tls), str(cert), str(key), "203.0.113.7", "10.20.0.10", "fd00::2"],
+                              capture_output=True, text=True)
 
     def served() -> str:
         return _openssl("x509", "-in", str(tls / "pneumonia.crt"), "-noout", "-fingerprint", "-sha256")
 
-    assert run().returncode == 0
-    assert "IP Address:203.0.113.7" in _openssl("x509", "-in", str(tls / "pneumonia.crt"), "-noout", "-text")
+    assert run(empty_cert, empty_key).returncode == 0
+    names = _openssl("x509", "-in", str(tls / "pneumonia.crt"), "-noout", "-ext", "subjectAltName")
+    assert names.split("\n", 1)[1].strip() == "IP Address:203.0.113.7, IP Address:10.20.0.10"
     assert (tls / "pneumonia.key").stat().st_mode & 0o777 == 0o600
     made = served()
     assert run(empty_cert, empty_key).returncode == 0 and served() == made  # kept, not made again

@@ -90,7 +90,8 @@ role_nginx() {
   tls=$(mktemp -d)
   optional_secret tls/certificate >"$tls/crt"
   optional_secret tls/private_key >"$tls/key"
-  "$REPO/deploy/provision/tls_certificate.sh" /etc/nginx/tls "$tls/crt" "$tls/key"
+  # shellcheck disable=SC2046,SC2086  # PUBLIC_IP (may be empty) and hostname -I: lists of addresses
+  "$REPO/deploy/provision/tls_certificate.sh" /etc/nginx/tls "$tls/crt" "$tls/key" ${PUBLIC_IP:-} $(hostname -I)
   rm -rf "$tls"
   # HTTPS on 443 (TLS 1.2+); port 80 only redirects. HSTS takes effect once the certificate is CA-issued.
   export NGINX_LISTEN="443 ssl" STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# tls_certificate.sh DIR [CERT KEY]: the certificate Nginx serves, as DIR/pneumonia.crt and .key.
-# CERT and KEY, when given and not empty, are the operator's CA-issued certificate chain and its key
+# tls_certificate.sh DIR CERT KEY ADDRESS...: the certificate Nginx serves, as DIR/pneumonia.crt and
+# .key. CERT and KEY, when not empty files, are the operator's CA-issued certificate chain and its key
 # (provision.sh reads them from SSM, so that a replaced Nginx host serves them again): installed when
 # they belong together. Otherwise an installed pair is kept, and a host without one makes a
-# self-signed certificate naming its addresses (PUBLIC_IP and those of `hostname -I`).
+# self-signed certificate naming the IPv4 ADDRESSes (the Elastic IP and the host's own).
 set -euo pipefail
 dir=$1
-cert=${2:-}
-key=${3:-}
+cert=$2
+key=$3
+shift 3
 install -d -m 0700 "$dir"
 
-if [ -n "$cert" ] && [ -s "$cert" ] && [ -n "$key" ] && [ -s "$key" ]; then
+if [ -s "$cert" ] && [ -s "$key" ]; then
   if [ "$(openssl x509 -in "$cert" -noout -pubkey 2>/dev/null)" = "$(openssl pkey -in "$key" -pubout 2>/dev/null)" ] &&
     openssl x509 -in "$cert" -noout 2>/dev/null; then
     install -m 0644 "$cert" "$dir/pneumonia.crt"
@@ -26,8 +27,7 @@ if [ -s "$dir/pneumonia.crt" ] && [ -s "$dir/pneumonia.key" ]; then
   echo "tls_certificate: keeping the installed certificate"
   exit 0
 fi
-# shellcheck disable=SC2086  # PUBLIC_IP and hostname -I: whitespace-separated lists
-addresses=$(for ip in ${PUBLIC_IP:-} $(hostname -I); do
+addresses=$(for ip in "$@"; do
   if [[ $ip =~ ^[0-9]+(\.[0-9]+){3}$ ]]; then printf 'IP:%s,' "$ip"; fi
 done)
 openssl req -x509 -newkey rsa:2048 -sha256 -nodes -days 397 -subj "/CN=pneumonia-platform" \
