@@ -63,13 +63,13 @@ locals {
     for key, host in local.hosts : key => templatefile("${path.module}/templates/user_data.sh.tftpl", merge(
       { for name, value in local.settings : name => contains(local.role_settings[host.role], name) ? value : "" },
       {
-        role            = host.role
-        host_name       = key
-        repo_url        = var.repo_url
-        repo_branch     = var.repo_branch
-        region          = var.region
-        ssm_prefix      = local.ssm_prefix
-        redis_volume_id = key == local.redis_host && !var.use_elasticache ? aws_ebs_volume.redis_data[0].id : ""
+        role           = host.role
+        host_name      = key
+        repo_url       = var.repo_url
+        repo_branch    = var.repo_branch
+        region         = var.region
+        ssm_prefix     = local.ssm_prefix
+        data_volume_id = join("", [for name, v in local.data_volumes : aws_ebs_volume.data[name].id if v.host == key])
       },
     ))
   }

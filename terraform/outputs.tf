@@ -44,7 +44,7 @@ output "redis_endpoint" {
   value       = local.redis_url
 }
 
-output "redis_data_volume_id" {
-  description = "EBS volume of Redis's data on the API host, snapshotted daily (null with ElastiCache)."
-  value       = var.use_elasticache ? null : aws_ebs_volume.redis_data[0].id
+output "data_volume_ids" {
+  description = "EBS volumes of the state that outlives its host (redis, unless ElastiCache; prometheus), snapshotted daily."
+  value       = { for name, volume in aws_ebs_volume.data : name => volume.id }
 }

@@ -163,25 +163,36 @@ variable "redis_volume_size_gb" {
   }
 }
 
-variable "redis_snapshot_retain_count" {
-  description = "Daily snapshots of the Redis data volume to keep (Data Lifecycle Manager deletes older ones)."
+variable "prometheus_volume_size_gb" {
+  description = "Size (GiB) of the EBS volume that holds Prometheus's metrics on the monitoring host (15 days kept)."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.prometheus_volume_size_gb >= 5 && var.prometheus_volume_size_gb <= 2000
+    error_message = "prometheus_volume_size_gb must be between 5 and 2000."
+  }
+}
+
+variable "data_snapshot_retain_count" {
+  description = "Daily snapshots of each data volume (Redis, Prometheus) to keep (Data Lifecycle Manager deletes older ones)."
   type        = number
   default     = 14
 
   validation {
-    condition     = var.redis_snapshot_retain_count >= 1 && var.redis_snapshot_retain_count <= 1000 && floor(var.redis_snapshot_retain_count) == var.redis_snapshot_retain_count
-    error_message = "redis_snapshot_retain_count must be a whole number from 1 to 1000."
+    condition     = var.data_snapshot_retain_count >= 1 && var.data_snapshot_retain_count <= 1000 && floor(var.data_snapshot_retain_count) == var.data_snapshot_retain_count
+    error_message = "data_snapshot_retain_count must be a whole number from 1 to 1000."
   }
 }
 
-variable "redis_snapshot_time_utc" {
-  description = "Time of day (UTC, HH:MM) at which the daily snapshot of the Redis data volume starts."
+variable "data_snapshot_time_utc" {
+  description = "Time of day (UTC, HH:MM) at which the daily snapshots of the data volumes start."
   type        = string
   default     = "03:00"
 
   validation {
-    condition     = can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", var.redis_snapshot_time_utc))
-    error_message = "redis_snapshot_time_utc must be a time of day such as 03:00."
+    condition     = can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", var.data_snapshot_time_utc))
+    error_message = "data_snapshot_time_utc must be a time of day such as 03:00."
   }
 }
 

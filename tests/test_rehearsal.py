@@ -16,7 +16,7 @@ from scripts.rehearsal.firewall import ruleset
 from scripts.rehearsal.hcl import Scope, evaluate
 from scripts.rehearsal.network import LabError, preflight
 from scripts.rehearsal.policy import INTERNET, Policy, flows
-from scripts.rehearsal.topology import load
+from scripts.rehearsal.topology import _Module, load
 from tests.helpers import REPO
 
 TERRAFORM = REPO / "terraform"
@@ -75,13 +75,19 @@ def test_a_change_replaces_only_the_hosts_whose_settings_it_changes() -> None:
     assert changed(training_args="--epochs 5") == {"training"}
 
 
-def test_only_the_redis_host_mounts_the_data_volume() -> None:
-    hosts = load(TERRAFORM, {"api_instance_count": 2}).hosts
-    volume = {name: re.search(r"^REDIS_VOLUME_ID=(.*)$", host.user_data, re.M).group(1) for name, host in hosts.items()}
-    assert volume.pop("api-1") == "known-after-apply.aws_ebs_volume.redis_data-0.id"
-    assert set(volume.values()) == {""}, volume
-    managed = load(TERRAFORM, {"use_elasticache": True}).hosts["api-1"].user_data
-    assert re.search(r"^REDIS_VOLUME_ID=$", managed, re.M)
+def test_data_volumes_go_to_their_hosts_in_their_subnets() -> None:
+    def volumes(**overrides: object) -> dict[str, str]:
+        hosts = load(TERRAFORM, overrides).hosts
+        found = {name: re.search(r"^DATA_VOLUME_ID=(.*)$", host.user_data, re.M).group(1) for name, host in hosts.items()}
+        return {name: volume for name, volume in found.items() if volume}
+
+    assert volumes(api_instance_count=2) == {"api-1": "known-after-apply.aws_ebs_volume.data-redis.id",
+                                             "monitoring": "known-after-apply.aws_ebs_volume.data-prometheus.id"}
+    assert volumes(use_elasticache=True) == {"monitoring": "known-after-apply.aws_ebs_volume.data-prometheus.id"}
+    module = _Module(TERRAFORM, {})  # an EBS volume is in one availability zone: its host's subnet's
+    hosts, private = load(TERRAFORM).hosts, module.variables["private_subnet_cidrs"]
+    for volume in module.local("data_volumes").values():
+        assert hosts[volume["host"]].subnet == private[volume["subnet"]], volume
 
 
 def test_security_groups_implement_the_network_policy() -> None:

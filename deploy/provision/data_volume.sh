@@ -3,7 +3,7 @@
 # default 900) for the first of the DEVICE paths to appear (the volume is attached after the host
 # boots), makes an ext4 file system only on a blank volume (one restored from a snapshot keeps its
 # data), records it in /etc/fstab by UUID with nofail, and mounts it. provision.sh mounts Redis's data
-# this way on the API host.
+# on api-1 and Prometheus's on the monitoring host this way (terraform/data_volumes.tf).
 set -euo pipefail
 dir=$1
 shift

@@ -17,7 +17,7 @@ VENV=$REPO/.venv
 #                              no apt-get/snap/pip, no Grafana repository, no training run
 #   PROVISION_SECRETS_DIR=DIR  secrets are the files DIR/<name> instead of SSM parameters
 #   PROVISION_MODEL_DIR=DIR    the API's model comes from DIR instead of S3 (model_sync.sh)
-#   PROVISION_NO_VOLUMES=1     no EBS volume is attached: Redis keeps its data on the host's disk
+#   PROVISION_NO_VOLUMES=1     no EBS data volume is attached: Redis and Prometheus write to the host's disk
 # (The rehearsal also puts a stand-in `systemctl` first on PATH: its hosts run no systemd.)
 OFFLINE=${PROVISION_OFFLINE:-}
 
@@ -49,6 +49,21 @@ render() {  # render TEMPLATE DEST VAR...: envsubst with only the named variable
   for v in "$@"; do vars="$vars \${$v}"; done
   install -d "$(dirname "$dest")"
   envsubst "$vars" <"$template" >"$dest"
+}
+
+data_volume() {  # data_volume DIR OWNER UNIT: this host's EBS data volume (DATA_VOLUME_ID) at DIR, before UNIT
+  if [ -z "${DATA_VOLUME_ID:-}" ] || [ -n "${PROVISION_NO_VOLUMES:-}" ]; then
+    return 0
+  fi
+  systemctl stop "$3" 2>/dev/null || true # a package's service started by its installation
+  # terraform/data_volumes.tf; the device is named by the volume's id on an NVMe (Nitro) host
+  "$REPO/deploy/provision/data_volume.sh" "$1" \
+    "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${DATA_VOLUME_ID/-/}" /dev/xvdf /dev/sdf
+  chown "$2:$2" "$1"
+  chmod 0750 "$1"
+  install -d "/etc/systemd/system/$3.service.d"
+  printf '[Unit]\nRequiresMountsFor=%s\n' "$1" >"/etc/systemd/system/$3.service.d/data-volume.conf"
+  systemctl daemon-reload
 }
 
 servers() {  # servers "ip:port ip:port" -> "server ip:port; server ip:port;"
@@ -152,13 +167,7 @@ role_api() {
   if [ "$USE_ELASTICACHE" != "true" ]; then
     packages redis-server
     systemctl disable --now redis-server || true
-    if [ -n "${REDIS_VOLUME_ID:-}" ] && [ -z "${PROVISION_NO_VOLUMES:-}" ]; then
-      # the data volume (terraform/redis_data.tf): named by its id on an NVMe (Nitro) host, else as attached
-      "$REPO/deploy/provision/data_volume.sh" /var/lib/redis \
-        "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${REDIS_VOLUME_ID/-/}" /dev/xvdf /dev/sdf
-      chown redis:redis /var/lib/redis
-      chmod 0750 /var/lib/redis
-    fi
+    data_volume /var/lib/redis redis pneumonia-redis
     REDIS_BIND="127.0.0.1 $(hostname -I | awk '{print $1}')"
     export REDIS_BIND REDIS_PORT=6379 REDIS_DIR=/var/lib/redis
     export REDIS_PASSWORD=$redis_password
@@ -194,6 +203,7 @@ ENV
 
 role_monitoring() {
   packages prometheus apt-transport-https gnupg
+  data_volume /var/lib/prometheus prometheus prometheus
   install -d /etc/prometheus/rules /etc/prometheus/targets
   cp "$REPO/deploy/prometheus/prometheus.yml" /etc/prometheus/prometheus.yml
   cp "$REPO"/deploy/prometheus/rules/*.yml /etc/prometheus/rules/
