@@ -74,7 +74,8 @@ def test_ui_form_without_csrf_token_is_refused(stack: Stack) -> None:
 
 
 def test_private_endpoints_are_not_exposed(stack: Stack) -> None:
-    for path in ("metrics", "api/metrics", "api/auth/session", "api/admin/users", "api/admin/audit"):
+    for path in ("metrics", "api/metrics", "api/auth/session", "api/admin/users", "api/admin/audit",
+                 "api/admin/agreement"):
         assert requests.get(stack.config.url + path, timeout=10).status_code == 404
     headers = requests.get(stack.config.url, timeout=10).headers
     assert headers["X-Content-Type-Options"] == "nosniff" and "nginx/" not in headers.get("Server", "")
