@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(redis-server nginx prometheus prometheus-node-exporter chromium chromium-driver
-          shellcheck python3-venv curl gettext-base iproute2 nftables util-linux
+          shellcheck python3-venv curl gettext-base iproute2 nftables util-linux e2fsprogs openssl
           prometheus-redis-exporter prometheus-nginx-exporter mtail)
 
 missing=()

@@ -236,8 +236,10 @@ def test_data_volume_is_formatted_once_and_keeps_its_data(tmp_path: Path) -> Non
     image, mount, fstab = tmp_path / "volume.img", tmp_path / "redis", tmp_path / "fstab"
     image.write_bytes(b"")
     os.truncate(image, 64 * 2**20)
-    loop = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    attached = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if attached.returncode:  # a container without loop devices, as the rehearsal without namespaces
+        pytest.skip(f"no loop device here: {attached.stderr.strip()}")
+    loop = attached.stdout.strip()
     env = {**os.environ, "FSTAB": str(fstab), "DATA_VOLUME_WAIT_SECONDS": "0"}
     try:
         for boot in range(2):  # the first device path is absent (another kind of host), the second attached
