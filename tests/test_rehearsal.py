@@ -138,8 +138,13 @@ def test_rehearsal_passes_end_to_end() -> None:
     assert "0 mismatches" in done.stdout and "rehearsal passed" in done.stdout
     assert '"sign_in": true' in done.stdout and "all up" in done.stdout
     assert '"http_redirects_to_https": true' in done.stdout  # HTTPS with the host's certificate, verified
+    if "data volumes: no loop device here" not in done.stdout:  # a container without loop devices says so
+        for host, folder in (("api-1", "/var/lib/redis"), ("monitoring", "/var/lib/prometheus")):
+            assert re.search(rf"^data volume of {host}: {folder} on /dev/loop\d+ ", done.stdout, re.M), host
     (REPO / "documentation" / "rehearsal_output.txt").write_text(done.stdout)
     assert not _rehearsal_namespaces()
+    assert not Path("/dev/disk/by-id").exists() or not any(Path("/dev/disk/by-id").glob("*rehearsal*"))
+    assert "/rehearsal-" not in subprocess.run(["losetup", "--list"], capture_output=True, text=True).stdout
 
 
 @needs_root

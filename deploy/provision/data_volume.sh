@@ -36,5 +36,5 @@ fi
 uuid=$(blkid -s UUID -o value "$device")
 install -d "$dir"
 grep -q "^UUID=$uuid " "$fstab" 2>/dev/null || echo "UUID=$uuid $dir ext4 defaults,nofail 0 2" >>"$fstab"
-mountpoint -q "$dir" || mount "$device" "$dir"
+findmnt --source "$device" --mountpoint "$dir" >/dev/null || mount "$device" "$dir" # not just any mount there
 echo "data_volume: $device (UUID $uuid) mounted at $dir"

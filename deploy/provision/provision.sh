@@ -17,7 +17,6 @@ VENV=$REPO/.venv
 #                              no apt-get/snap/pip, no Grafana repository, no training run
 #   PROVISION_SECRETS_DIR=DIR  secrets are the files DIR/<name> instead of SSM parameters
 #   PROVISION_MODEL_DIR=DIR    the API's model comes from DIR instead of S3 (model_sync.sh)
-#   PROVISION_NO_VOLUMES=1     no EBS data volume is attached: Redis and Prometheus write to the host's disk
 # (The rehearsal also puts a stand-in `systemctl` first on PATH: its hosts run no systemd.)
 OFFLINE=${PROVISION_OFFLINE:-}
 
@@ -52,7 +51,7 @@ render() {  # render TEMPLATE DEST VAR...: envsubst with only the named variable
 }
 
 data_volume() {  # data_volume DIR OWNER UNIT: this host's EBS data volume (DATA_VOLUME_ID) at DIR, before UNIT
-  if [ -z "${DATA_VOLUME_ID:-}" ] || [ -n "${PROVISION_NO_VOLUMES:-}" ]; then
+  if [ -z "${DATA_VOLUME_ID:-}" ]; then
     return 0
   fi
   systemctl stop "$3" 2>/dev/null || true # a package's service started by its installation

@@ -7,7 +7,8 @@ rules, provisions every role with ``deploy/provision/provision.sh`` (the script 
 runs, with the rehearsal switches documented there), then proves by real connections that the
 wiring allows exactly the flows of ``deploy/network_policy.yml``: it prints the flow matrix, walks
 the doctor's path (sign in, upload, result) and checks that Prometheus scrapes every target and
-sees the doctor's requests in Nginx's answers (the edge log, through mtail).
+sees the doctor's requests in Nginx's answers (the edge log, through mtail), and that Redis and
+Prometheus write to their data volumes (loop devices standing in for the EBS volumes).
 Everything it created is removed at the end, also on Ctrl-C, errors and its time limit.
 """
 
@@ -31,12 +32,16 @@ from scripts.rehearsal.hostfs import HostFs
 from scripts.rehearsal.network import INTERNET_CLIENT, Lab, LabError, leftover_namespaces, preflight, run
 from scripts.rehearsal.policy import Flow, Policy, flows, matrix
 from scripts.rehearsal.topology import Host, Topology, load
+from scripts.rehearsal.volumes import DataVolumes
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "rh"
 ROLE_ORDER = ("api", "ui", "nginx", "monitoring", "training")  # peers before the hosts that call them
 SECRET_NAMES = ("api_token", "flask_secret_key", "redis_password", "grafana_admin_password")
 DOCTOR_IMAGE = REPO / "tests/fixtures/chest_xray/PNEUMONIA/person1946_bacteria_4874.jpeg"
+# the folder on its data volume and the service that writes there, by role (deploy/provision/provision.sh)
+DATA_VOLUME_USERS = {"api": ("/var/lib/redis", "pneumonia-redis.service"),
+                     "monitoring": ("/var/lib/prometheus", "prometheus.service")}
 
 
 class RehearsalFailed(RuntimeError):
@@ -61,6 +66,7 @@ class Rehearsal:
         self.python = python
         self.lab = Lab(topology, f"{PREFIX}{secrets.token_hex(2)}")
         self.fs = {name: HostFs(workdir / "hosts" / name, REPO) for name in topology.hosts}
+        self.volumes = DataVolumes(workdir)
         self.created_user = False
 
     # -- building ------------------------------------------------------------------
@@ -87,14 +93,22 @@ class Rehearsal:
             self.created_user = True  # provision.sh creates it, as on AWS; removed at the end
         env = {**os.environ, "PATH": f"/opt/pneumonia/deploy/rehearsal:{os.environ['PATH']}",
                "PROVISION_OFFLINE": "1", "PROVISION_SECRETS_DIR": str(secret_dir),
-               "PROVISION_MODEL_DIR": "/opt/pneumonia/models", "PROVISION_NO_VOLUMES": "1"}
+               "PROVISION_MODEL_DIR": "/opt/pneumonia/models"}
+        no_loop_devices = DataVolumes.unavailable()
+        if no_loop_devices:
+            print(f"data volumes: no loop device here ({no_loop_devices}); Redis and Prometheus write to the "
+                  "hosts' disks")
         for host in sorted(self.topology.hosts.values(), key=lambda h: ROLE_ORDER.index(h.role)):
             fs = self.fs[host.name]
             fs.prepare()
             settings = re.search(r"cat >/etc/pneumonia/host.env <<'SETTINGS'\n(.*?)\nSETTINGS", host.user_data, re.S)
             if settings is None:
                 raise RehearsalFailed(f"{host.name}: no host.env in its rendered user_data")
-            (fs.root / "etc/pneumonia/host.env").write_text(settings.group(1) + "\n")
+            host_env = settings.group(1)
+            if re.search(r"^DATA_VOLUME_ID=.", host_env, re.M):  # a loop device stands in for the EBS volume
+                volume_id = "" if no_loop_devices else self.volumes.attach(host.name)
+                host_env = re.sub(r"^DATA_VOLUME_ID=.*$", f"DATA_VOLUME_ID={volume_id}", host_env, flags=re.M)
+            (fs.root / "etc/pneumonia/host.env").write_text(host_env + "\n")
             started = time.monotonic()
             log = self.workdir / f"provision-{host.name}.log"
             with log.open("w") as out:
@@ -189,6 +203,22 @@ class Rehearsal:
         print("Nginx's answers so far, counted by mtail on the Nginx host (side status: count): "
               + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(counts.items())))
 
+    def data_volumes(self) -> None:
+        """Each service with a data volume writes to it: its folder is the volume's mount, not the disk."""
+        for name, device in self.volumes.devices.items():
+            host = self.topology.hosts[name]
+            folder, unit = DATA_VOLUME_USERS[host.role]
+            pid_file = self.fs[name].root / f"run/rehearsal-units/{unit}.pid"
+            inside = ["nsenter", f"--target={pid_file.read_text().strip()}", "--mount", "--"]
+            mounts = run(*inside, "findmnt", "--noheadings", "--output", "SOURCE", folder, check=False).stdout.split()
+            source = mounts[-1] if mounts else ""  # the topmost of the mounts stacked there
+            listing = run(*inside, "ls", folder, check=False).stdout.split()
+            if source != device or not [entry for entry in listing if entry != "lost+found"]:
+                raise RehearsalFailed(f"{unit} on {name}: {folder} is on {source or 'the host disk'} "
+                                      f"(holding {listing}), not on its data volume {device}")
+            print(f"data volume of {name}: {folder} on {device} (a stand-in EBS volume), {unit} wrote "
+                  + ", ".join(entry for entry in listing if entry != "lost+found"))
+
     def _prometheus(self, monitoring: Host, path: str, *curl_args: str) -> dict:
         """The ``data`` of Prometheus's ``/api/v1/<path>`` on the monitoring host; empty while it does not answer."""
         done = run("curl", "-fsS", "-m", "5", *curl_args, f"http://127.0.0.1:9090/api/v1/{path}",
@@ -211,6 +241,7 @@ class Rehearsal:
     # -- cleanup -------------------------------------------------------------------
     def destroy(self) -> None:
         self.lab.destroy()
+        self.volumes.destroy()
         for fs in self.fs.values():
             fs.remove_mount_points()
         if self.created_user:
@@ -266,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             wrong = report(rehearsal.probe())
             if not args.matrix_only:
                 rehearsal.scrapes()
+                rehearsal.data_volumes()
             if wrong:
                 raise RehearsalFailed(f"{len(wrong)} flows differ from the policy (see above)")
         except (RehearsalFailed, LabError, TimeoutError) as exc:
