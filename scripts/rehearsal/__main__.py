@@ -208,6 +208,8 @@ class Rehearsal:
         for name, device in self.volumes.devices.items():
             host = self.topology.hosts[name]
             folder, unit = DATA_VOLUME_USERS[host.role]
+            if self._service_state(host, unit) != "running":
+                raise RehearsalFailed(self._service_report(host, unit, self._service_state(host, unit)))
             pid_file = self.fs[name].root / f"run/rehearsal-units/{unit}.pid"
             inside = ["nsenter", f"--target={pid_file.read_text().strip()}", "--mount", "--"]
             mounts = run(*inside, "findmnt", "--noheadings", "--output", "SOURCE", folder, check=False).stdout.split()
