@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from model.metrics import binary_metrics, choose_threshold, confusion, roc_auc
+from model.metrics import choose_threshold, confusion, roc_auc
 from model.store import PredictionRecord
 
 MIN_READINGS_PER_CLASS = 20  # fewer: no rule threshold is computed (it would rest on a film or two)
@@ -61,9 +61,9 @@ def version_agreement(records: list[PredictionRecord], positive: str) -> dict[st
     }
     if min(read_positive, read_negative) >= MIN_READINGS_PER_CLASS:
         threshold = choose_threshold(truth, probs)
-        at = binary_metrics(truth, probs, threshold)
-        summary["rule_threshold"] = {"threshold": threshold, "positive_agreement": at["sensitivity"],
-                                     "negative_agreement": at["specificity"]}
+        called_at = probs >= threshold
+        summary["rule_threshold"] = {"threshold": threshold, "positive_agreement": float(np.mean(called_at[truth])),
+                                     "negative_agreement": float(np.mean(~called_at[~truth]))}
     return summary
 
 
