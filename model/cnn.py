@@ -36,13 +36,13 @@ def _class_weight(text: str) -> dict[int, float]:
     return weights
 
 
-def _loss_weight(text: str) -> float:
+def _non_negative(text: str) -> float:
     try:
         weight = float(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError("expected a number such as 0.5") from exc
     if not 0.0 <= weight < float("inf"):
-        raise argparse.ArgumentTypeError("a loss weight is a finite number >= 0")
+        raise argparse.ArgumentTypeError("expected a finite number >= 0")
     return weight
 
 
@@ -72,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", choices=AUGMENTATIONS, default="seed")
     p.add_argument("--class-weight", type=_class_weight, default=None,
                    help="fixed weights such as 0:1.1,1:1.4 (default: balanced from the training split)")
-    p.add_argument("--subtype-weight", type=_loss_weight, default=0.0,
+    p.add_argument("--subtype-weight", type=_non_negative, default=0.0,
                    help="weight of an auxiliary NORMAL/bacterial/viral loss (from the file names) in training; "
                         "0 (default): none. The saved model has the binary output alone")
+    p.add_argument("--mixup", type=_non_negative, default=0.0,
+                   help="alpha of mixup: each training film blended with another of its batch, labels and "
+                        "class weights alike, by lam ~ Beta(alpha, alpha); 0 (default): none")
     p.add_argument("--monitor", choices=("val_loss", "val_auc"), default="val_loss",
                    help="what early stopping and checkpointing watch")
     p.add_argument("--patience", type=int, default=5)
@@ -109,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.fold is not None and not 1 <= args.fold <= args.folds:
             print(f"error: --fold {args.fold} needs --folds K with 1 <= {args.fold} <= K", file=sys.stderr)
+            return 2
+        if args.mixup and args.subtype_weight:
+            print("error: --mixup blends the binary label only; it does not combine with --subtype-weight",
+                  file=sys.stderr)
             return 2
         if args.folds and args.exclude_train:
             print("error: --exclude-train works on one split, not with --folds", file=sys.stderr)

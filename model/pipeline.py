@@ -133,6 +133,30 @@ class Subtypes:
         return targets, weights
 
 
+@dataclass(frozen=True)
+class Mixup:
+    """mixup (Zhang et al. 2018) for ``model.cnn --mixup ALPHA``: each film of a training batch is
+    blended with a random film of the same batch, ``lam * a + (1 - lam) * b`` with ``lam ~ Beta(alpha,
+    alpha)`` drawn per film, and so are its label and its class weight (the batch's sample weights)."""
+
+    alpha: float
+    class_weight: dict[int, float]
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Blended images ``(N, H, W)``, soft labels and sample weights (all float32)."""
+        lam = rng.beta(self.alpha, self.alpha, len(images)).astype(np.float32)
+        partner = rng.permutation(len(images))
+        y = np.asarray(labels, dtype=np.float32)
+        weights = np.where(y >= 0.5, self.class_weight[1], self.class_weight[0]).astype(np.float32)
+
+        def blend(a: np.ndarray) -> np.ndarray:
+            shape = (-1,) + (1,) * (a.ndim - 1)
+            return (lam.reshape(shape) * a + (1.0 - lam.reshape(shape)) * a[partner]).astype(np.float32)
+
+        return blend(np.asarray(images, dtype=np.float32)), blend(y), blend(weights)
+
+
 def normal_window(name: str) -> NormalWindow | None:
     """The counterfactual part of an augmentation preset (``fov``, ``fov-neutral``, ``fov-tight``,
     ``fov-margin``, ``fov-exposure``, ``fov-texture``, ``fov-tones``, ``scale-margin``)."""
@@ -194,12 +218,16 @@ def make_dataset(
     seed: int = 42,
     window: NormalWindow | None = None,
     subtypes: Subtypes | None = None,
+    mixup: Mixup | None = None,
 ) -> Any:
     """Batches of ``(model input, label)`` from decoded grey images ``(N, H, W) uint8``:
     a ``tf.data.Dataset`` with the TensorFlow backend, else an :class:`ArrayBatches`.
-    With ``subtypes``, batches of ``(model input, targets, sample weights)`` (:class:`Subtypes`)."""
+    With ``subtypes``, batches of ``(model input, targets, sample weights)`` (:class:`Subtypes`);
+    with ``mixup`` (not with ``subtypes``), ``(blended input, soft label, sample weights)``."""
+    if subtypes is not None and mixup is not None:
+        raise ValueError("mixup blends the binary label only; it does not combine with subtypes")
     if keras.backend.backend() != "tensorflow":
-        return ArrayBatches(images, labels, spec, batch_size, augmenter, shuffle, seed, window, subtypes)
+        return ArrayBatches(images, labels, spec, batch_size, augmenter, shuffle, seed, window, subtypes, mixup)
     import tensorflow as tf
 
     columns = (images, labels) if subtypes is None else (images, labels, subtypes.labels)
@@ -213,7 +241,13 @@ def make_dataset(
         x = tf.cast(gray, tf.float32)
         if window is not None:
             x = tf.ensure_shape(tf.numpy_function(lambda g, y: window(g, y, rng), [x, label], tf.float32), x.shape)
-        x = scale(augment_batch(x, augmenter), spec.scaling)
+        x = augment_batch(x, augmenter)
+        if mixup is not None:
+            x, soft, weights = tf.numpy_function(lambda g, y: mixup(g, y, rng), [x, label],
+                                                 (tf.float32, tf.float32, tf.float32))
+            return (scale(tf.ensure_shape(x, gray.shape), spec.scaling), tf.ensure_shape(soft, label.shape),
+                    tf.ensure_shape(weights, label.shape))
+        x = scale(x, spec.scaling)
         return (x, label) if subtypes is None else (x, *subtypes.targets(label, subtype[0]))
 
     return ds.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -225,10 +259,12 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec, batch_size: int,
                  augmenter: keras.Sequential | None = None, shuffle: bool = False, seed: int = 42,
-                 window: NormalWindow | None = None, subtypes: Subtypes | None = None) -> None:
+                 window: NormalWindow | None = None, subtypes: Subtypes | None = None,
+                 mixup: Mixup | None = None) -> None:
         super().__init__()
         self.images, self.labels, self.spec, self.batch_size = images, labels, spec, batch_size
         self.augmenter, self.shuffle, self.window, self.subtypes = augmenter, shuffle, window, subtypes
+        self.mixup = mixup
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(images)) if shuffle else np.arange(len(images))
 
@@ -241,7 +277,11 @@ class ArrayBatches(keras.utils.PyDataset):
         x, y = self.images[rows].astype(np.float32), self.labels[rows]
         if self.window is not None:
             x = self.window(x, y, self.rng)
-        x = np.asarray(scale(augment_batch(x, self.augmenter), self.spec.scaling), dtype=np.float32)
+        x = np.asarray(augment_batch(x, self.augmenter), dtype=np.float32)
+        if self.mixup is not None:
+            x, soft, weights = self.mixup(x, y, self.rng)
+            return np.asarray(scale(x, self.spec.scaling), dtype=np.float32), soft, weights
+        x = np.asarray(scale(x, self.spec.scaling), dtype=np.float32)
         return (x, y) if self.subtypes is None else (x, *self.subtypes.targets(y, self.subtypes.labels[rows]))
 
     def on_epoch_end(self) -> None:

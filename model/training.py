@@ -36,7 +36,7 @@ from model.data import (
 )
 from model.framing import THRESHOLD_RULE, Counterfactuals
 from model.metrics import binary_metrics
-from model.pipeline import Subtypes, build_augmenter, make_dataset, normal_window
+from model.pipeline import Mixup, Subtypes, build_augmenter, make_dataset, normal_window
 from model.pretrain import pretraining_record
 from model.preprocessing import PreprocessSpec, resize_films, scale
 
@@ -63,6 +63,7 @@ class TrainConfig:
     augment: str = "seed"
     class_weight: dict[int, float] | None = None
     subtype_weight: float = 0.0
+    mixup: float = 0.0
     monitor: str = "val_loss"
     patience: int = 5
     min_sensitivity: float = 0.95
@@ -256,12 +257,15 @@ def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val:
     """Fit with checkpointing of the best epoch into the output folder; returns the history, the
     training time and each epoch's training images per second. With ``config.subtype_weight`` the
     network also learns ``subtypes`` (train, validation: :data:`model.data.SUBTYPE_NAMES`), that
-    loss weighted so; the binary output's metrics and loss are monitored all the same."""
+    loss weighted so; the binary output's metrics and loss are monitored all the same. With
+    ``config.mixup`` the training batches are blended (:class:`model.pipeline.Mixup`)."""
     spec = config.spec
     aux = config.subtype_weight > 0
     train_aux, val_aux = (Subtypes(subtypes[0], class_weight), Subtypes(subtypes[1])) if aux else (None, None)
+    mixup = Mixup(config.mixup, class_weight) if config.mixup > 0 else None
     train_ds = make_dataset(x_train, y_train, spec, config.batch_size, build_augmenter(config.augment, config.seed),
-                            shuffle=True, seed=config.seed, window=normal_window(config.augment), subtypes=train_aux)
+                            shuffle=True, seed=config.seed, window=normal_window(config.augment), subtypes=train_aux,
+                            mixup=mixup)
     val_ds = make_dataset(x_val, y_val, spec, config.batch_size, subtypes=val_aux)
     with _strategy():
         metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
@@ -287,7 +291,7 @@ def _train(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val:
     ]
     t0 = time.perf_counter()
     history = net.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                      class_weight=None if aux else class_weight, callbacks=callbacks,
+                      class_weight=None if aux or mixup else class_weight, callbacks=callbacks,
                       verbose=1 if sys.stdout.isatty() else 2)
     return history.history, time.perf_counter() - t0, throughput.rates
 

@@ -296,6 +296,19 @@ def test_subtype_auxiliary_loss_trains_and_saves_the_binary_model(tiny_dataset: 
         assert refused.value.code == 2
 
 
+def test_mixup_trains_with_blended_batches_and_is_recorded(tiny_dataset: Path, tmp_path: Path) -> None:
+    from model import cnn
+
+    options = ["--data", str(tiny_dataset), "--backbone", "mobilenetv2", "--weights", "none", "--input-size", "32",
+               "--epochs", "1", "--batch-size", "8", "--monitor", "val_auc", "--mixup", "0.2"]
+    assert cnn.main([*options, "--output", str(tmp_path)]) == 0
+    metadata = load_metadata(tmp_path / "best_model.keras")
+    assert metadata["config"]["mixup"] == 0.2 and "--mixup 0.2" in metadata["training_command"]
+    assert 0.0 <= metadata["validation_metrics"]["roc_auc"] <= 1.0
+    assert cnn.main([*options, "--output", str(tmp_path / "both"), "--subtype-weight", "0.5"]) == 2
+    assert not (tmp_path / "both").exists()
+
+
 def test_kfold_cross_validation_summarises_each_fold(tiny_dataset: Path, tmp_path: Path) -> None:
     from model import cnn
 
