@@ -166,6 +166,9 @@ def decode_dicom(data: bytes) -> np.ndarray:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
+        if "PixelData" not in ds and "Rows" in ds and "Columns" in ds:  # cut off, or a header-only export
+            raise ImageDecodeError(f"DICOM file without an image: it describes {ds.Columns}x{ds.Rows} pixels but "
+                                   "ends before them (truncated, or exported without pixel data)")
         if "PixelData" not in ds:
             raise ImageDecodeError("DICOM file without an image: it holds no pixel data")
         rows, cols = int(ds.Rows), int(ds.Columns)

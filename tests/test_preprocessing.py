@@ -220,6 +220,15 @@ def test_malformed_dicom_is_a_decode_error() -> None:
         decode_gray(data)
 
 
+def test_truncated_dicom_is_named_truncated() -> None:
+    data = make_dicom(np.full((48, 64), 128, np.uint8))
+    pixels_at = data.index(b"\xe0\x7f\x10\x00")  # the Pixel Data element (7FE0,0010)
+    with pytest.raises(ImageDecodeError, match="describes 64x48 pixels but ends before them \\(truncated"):
+        decode_gray(data[:pixels_at])
+    with pytest.raises(ImageDecodeError, match="pixel data is less than expected"):
+        decode_gray(data[:-10])
+
+
 def test_dicom_without_pixel_data_is_named() -> None:
     ds = pydicom.dcmread(io.BytesIO(make_dicom(np.zeros((64, 64), np.uint8))))
     del ds.PixelData  # e.g. a structured report or a header-only export
