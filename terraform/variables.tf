@@ -107,7 +107,7 @@ variable "instance_types" {
 }
 
 variable "api_instance_count" {
-  description = "Number of API hosts; the UI and Nginx spread requests over all of them."
+  description = "Number of API hosts; the UI and Nginx spread requests over all of them. Changing it re-creates the Nginx, UI and monitoring hosts, whose user_data lists the API hosts: the site is down while the new Nginx host boots."
   type        = number
   default     = 1
 
