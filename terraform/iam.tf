@@ -55,6 +55,15 @@ data "aws_iam_policy_document" "host" {
     }
   }
 
+  dynamic "statement" { # which addresses serve what (host_lists.tf), re-read every minute
+    for_each = contains(local.host_list_roles, each.key) ? [1] : []
+    content {
+      sid       = "ReadHostLists"
+      actions   = ["ssm:GetParameter"]
+      resources = [aws_ssm_parameter.host_lists.arn]
+    }
+  }
+
   dynamic "statement" { # the operator's CA-issued certificate, when set (README, HTTPS); not managed here
     for_each = each.key == "nginx" ? [1] : []
     content {

@@ -31,12 +31,11 @@ locals {
 
   # Every setting a host's provisioning may read, and which of them each role reads
   # (deploy/provision/provision.sh). A host gets its role's settings and empty ones for the rest, so
-  # that a change concerning one role (the training host switched off, another API host) replaces only
-  # the hosts that read it: a replaced host keeps only what is on a data volume or in SSM.
+  # that a change concerning one role (new training options) replaces only the hosts that read it: a
+  # replaced host keeps only what is on a data volume or in SSM. Which hosts exist is not among them:
+  # the address lists are in SSM (host_lists.tf), so adding or removing a host replaces no other.
   settings = {
     model_bucket    = aws_s3_bucket.models.bucket
-    ui_servers      = join(" ", ["${local.hosts.ui.ip}:5001"])
-    api_servers     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
     monitoring_ip   = local.hosts.monitoring.ip
     public_ip       = aws_eip.nginx.public_ip
     redis_url       = local.redis_url
@@ -44,18 +43,12 @@ locals {
     max_upload_mb   = tostring(var.max_upload_mb)
     result_ttl      = tostring(var.result_ttl_days * 86400)
     training_args   = var.training_args
-    node_targets    = join(" ", [for k, h in local.hosts : "${h.ip}:9100=${h.role}"])
-    ui_targets      = "${local.hosts.ui.ip}:5001"
-    api_targets     = join(" ", [for ip in local.api_ips : "${ip}:5000"])
-    redis_targets   = "${local.redis_ip}:9121"
-    nginx_targets   = "${local.hosts.nginx.ip}:9113"
-    edge_targets    = "${local.hosts.nginx.ip}:3903"
   }
   role_settings = {
-    nginx      = ["ui_servers", "api_servers", "monitoring_ip", "public_ip", "max_upload_mb"]
-    ui         = ["api_servers", "max_upload_mb"]
+    nginx      = ["monitoring_ip", "public_ip", "max_upload_mb"]
+    ui         = ["max_upload_mb"]
     api        = ["model_bucket", "redis_url", "use_elasticache", "max_upload_mb", "result_ttl"]
-    monitoring = ["public_ip", "node_targets", "ui_targets", "api_targets", "redis_targets", "nginx_targets", "edge_targets"]
+    monitoring = ["public_ip"]
     training   = ["model_bucket", "training_args"]
   }
 
@@ -108,7 +101,7 @@ resource "aws_instance" "host" {
 
   tags = { Name = "${local.name}-${each.key}", Role = each.value.role }
 
-  depends_on = [aws_nat_gateway.this, aws_route_table_association.private]
+  depends_on = [aws_nat_gateway.this, aws_route_table_association.private, aws_ssm_parameter.host_lists]
 }
 
 # The one public address: Nginx. Allocated before the host and associated after it, so that the

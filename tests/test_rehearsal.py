@@ -51,28 +51,32 @@ def test_terraform_hosts_and_addresses_come_from_the_variables() -> None:
     assert topology.hosts["nginx"].public and not topology.hosts["ui"].public
     assert topology.hosts["nginx"].ip == "10.20.0.10" and topology.hosts["api-1"].ip == "10.20.10.20"
     bigger = load(TERRAFORM, {"api_instance_count": 2, "private_subnet_cidrs": ["10.9.1.0/24", "10.9.2.0/24"]})
-    assert bigger.hosts["api-2"].ip == "10.9.2.21" and "10.9.1.20:5000 10.9.2.21:5000" in bigger.hosts["ui"].user_data
+    assert bigger.hosts["api-2"].ip == "10.9.2.21" and "API_SERVERS=10.9.1.20:5000 10.9.2.21:5000\n" in bigger.host_lists
 
 
 def test_rendered_user_data_carries_the_peers_addresses() -> None:
-    hosts = load(TERRAFORM).hosts
-    monitoring, api = hosts["monitoring"].user_data, hosts["api-1"].user_data
-    assert 'API_TARGETS="10.20.10.20:5000"' in monitoring and "REDIS_URL=redis://10.20.10.20:6379/0" in api
-    assert "\nREDIS_URL=\n" in monitoring and 'API_TARGETS=""' in api  # each role gets what it reads
-    assert all("${" not in host.user_data for host in hosts.values())
+    topology = load(TERRAFORM)
+    monitoring, api = topology.hosts["monitoring"].user_data, topology.hosts["api-1"].user_data
+    assert "REDIS_URL=redis://10.20.10.20:6379/0" in api and "\nREDIS_URL=\n" in monitoring  # each role its own
+    assert "API_TARGETS=10.20.10.20:5000\n" in topology.host_lists and "TARGETS" not in monitoring
+    assert all("${" not in host.user_data for host in topology.hosts.values())
 
 
 def test_a_change_replaces_only_the_hosts_whose_settings_it_changes() -> None:
-    """Any change of a host's user_data replaces the host (user_data_replace_on_change)."""
-    before = load(TERRAFORM).hosts
+    """Any change of a host's user_data replaces the host (user_data_replace_on_change); which
+    hosts exist is in the host lists (an SSM parameter the hosts re-read), not in user_data."""
+    before = load(TERRAFORM)
 
-    def changed(**overrides: object) -> set[str]:
-        after = load(TERRAFORM, overrides).hosts
-        return {name for name in before if name in after and after[name].user_data != before[name].user_data}
+    def changed(**overrides: object) -> tuple[set[str], set[str]]:
+        after = load(TERRAFORM, overrides)
+        lists = set(after.host_lists.splitlines()) ^ set(before.host_lists.splitlines())
+        return ({name for name in before.hosts if name in after.hosts
+                 and after.hosts[name].user_data != before.hosts[name].user_data},
+                {line.split("=")[0] for line in lists})
 
-    assert changed(enable_training_instance=False) == {"monitoring"}  # its scrape targets, nothing else
-    assert changed(api_instance_count=2) == {"nginx", "ui", "monitoring"}
-    assert changed(training_args="--epochs 5") == {"training"}
+    assert changed(enable_training_instance=False) == (set(), {"NODE_TARGETS"})
+    assert changed(api_instance_count=2) == (set(), {"API_SERVERS", "API_TARGETS", "NODE_TARGETS"})
+    assert changed(training_args="--epochs 5") == ({"training"}, set())
 
 
 def test_data_volumes_go_to_their_hosts_in_their_subnets() -> None:

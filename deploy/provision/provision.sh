@@ -38,6 +38,22 @@ optional_secret() {  # optional_secret NAME -> a parameter the operator may have
   secret "$1" 2>/dev/null || log "no SSM parameter $SSM_PREFIX/$1" >&2
 }
 
+# The address lists of terraform/host_lists.tf (SSM host_lists: one NAME=value line each).
+HOST_LISTS="UI_SERVERS API_SERVERS NODE_TARGETS UI_TARGETS API_TARGETS REDIS_TARGETS NGINX_TARGETS EDGE_TARGETS"
+
+host_lists() {  # host_lists: set those variables from SSM; only their names, only address characters
+  local lists name value
+  lists=$(secret host_lists)
+  while IFS='=' read -r name value; do
+    [[ " $HOST_LISTS " == *" $name "* ]] || continue
+    if [[ ! $value =~ ^[0-9a-z.:=\ -]*$ ]]; then
+      log "host_lists: refused $name=$value" >&2
+      return 1
+    fi
+    printf -v "$name" '%s' "$value"
+  done <<<"$lists"
+}
+
 packages() {  # packages NAME...: apt-get install (already installed when offline)
   [ -n "$OFFLINE" ] || apt-get install -y -qq "$@"
 }
@@ -97,16 +113,14 @@ unit() {  # unit NAME: install deploy/systemd/NAME.service and start it
   systemctl enable --now "$1"
 }
 
-role_nginx() {
-  packages nginx openssl prometheus-nginx-exporter mtail
-  # the operator's certificate from SSM (README, HTTPS) when set, so that a replaced host serves it too
-  local tls
-  tls=$(mktemp -d)
-  optional_secret tls/certificate >"$tls/crt"
-  optional_secret tls/private_key >"$tls/key"
-  # shellcheck disable=SC2046,SC2086  # PUBLIC_IP (may be empty) and hostname -I: lists of addresses
-  "$REPO/deploy/provision/tls_certificate.sh" /etc/nginx/tls "$tls/crt" "$tls/key" ${PUBLIC_IP:-} $(hostname -I)
-  rm -rf "$tls"
+host_lists_timer() {  # re-read the host lists every minute and apply a change (refresh_<role> below)
+  install -m 0644 "$REPO/deploy/systemd/pneumonia-host-lists.service" "$REPO/deploy/systemd/pneumonia-host-lists.timer" \
+    /etc/systemd/system/
+  systemctl daemon-reload
+  systemctl enable --now pneumonia-host-lists.timer
+}
+
+nginx_site() {  # render Nginx's site from the host lists (and the settings)
   # HTTPS on 443 (TLS 1.2+); port 80 only redirects. HSTS takes effect once the certificate is CA-issued.
   export NGINX_LISTEN="443 ssl" STATUS_LISTEN=127.0.0.1:8081 RATE_LIMIT=20r/s RATE_BURST=40 CLIENT_TIMEOUT=15s
   export TLS_SETTINGS="ssl_certificate /etc/nginx/tls/pneumonia.crt; ssl_certificate_key /etc/nginx/tls/pneumonia.key; \
@@ -122,6 +136,20 @@ add_header Strict-Transport-Security \"max-age=31536000\" always;"
   render "$REPO/deploy/nginx/pneumonia.conf.tmpl" /etc/nginx/conf.d/pneumonia.conf \
     NGINX_LISTEN UI_SERVERS API_SERVERS MAX_UPLOAD_MB RATE_LIMIT RATE_BURST STATUS_LISTEN GRAFANA_LOCATION \
     CLIENT_TIMEOUT TLS_SETTINGS HTTP_REDIRECT EDGE_LOG
+}
+
+role_nginx() {
+  packages nginx openssl prometheus-nginx-exporter mtail
+  # the operator's certificate from SSM (README, HTTPS) when set, so that a replaced host serves it too
+  local tls
+  tls=$(mktemp -d)
+  optional_secret tls/certificate >"$tls/crt"
+  optional_secret tls/private_key >"$tls/key"
+  # shellcheck disable=SC2046,SC2086  # PUBLIC_IP (may be empty) and hostname -I: lists of addresses
+  "$REPO/deploy/provision/tls_certificate.sh" /etc/nginx/tls "$tls/crt" "$tls/key" ${PUBLIC_IP:-} $(hostname -I)
+  rm -rf "$tls"
+  host_lists
+  nginx_site
   # made here, as logrotate makes it, so that mtail finds it before Nginx's reload writes to it
   [ -e "$EDGE_LOG" ] || install -m 0640 -o www-data -g adm /dev/null "$EDGE_LOG"
   rm -f /etc/nginx/sites-enabled/default
@@ -134,10 +162,10 @@ add_header Strict-Transport-Security \"max-age=31536000\" always;"
   install -m 0644 "$REPO/deploy/mtail/nginx_edge.mtail" /etc/mtail/
   printf 'LOGS=%s\nHOST=0.0.0.0\nPORT=3903\n' "$EDGE_LOG" >/etc/default/mtail
   systemctl enable mtail && systemctl restart mtail
+  host_lists_timer
 }
 
-role_ui() {
-  python_env
+ui_env() {  # write the UI's settings, its API addresses from the host lists
   umask 077
   cat >/etc/pneumonia/ui.env <<ENV
 API_URLS=$(for s in $API_SERVERS; do printf 'http://%s,' "$s"; done | sed 's/,$//')
@@ -147,6 +175,12 @@ UI_BIND=0.0.0.0:5001
 MAX_UPLOAD_BYTES=$((MAX_UPLOAD_MB * 1048576))
 PROMETHEUS_MULTIPROC_DIR=/run/pneumonia-ui/metrics
 ENV
+}
+
+role_ui() {
+  python_env
+  host_lists
+  ui_env
   # The admin CLI with the UI's settings: `sudo pneumonia-admin users create alice --role clinician`.
   cat >/usr/local/bin/pneumonia-admin <<SCRIPT
 #!/bin/sh
@@ -156,6 +190,7 @@ cd $REPO && exec $VENV/bin/flask --app pneumonia_web "\$@"
 SCRIPT
   chmod 0750 /usr/local/bin/pneumonia-admin
   unit pneumonia-ui
+  host_lists_timer
 }
 
 role_api() {
@@ -200,19 +235,25 @@ ENV
   systemctl daemon-reload
 }
 
+scrape_targets() {  # Prometheus's file_sd targets from the host lists (it re-reads them by itself)
+  "$REPO/deploy/provision/write_targets.py" /etc/prometheus/targets \
+    "prometheus=127.0.0.1:9090=monitoring" "node=$NODE_TARGETS" "api=$API_TARGETS" "ui=$UI_TARGETS" \
+    "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS" "edge=$EDGE_TARGETS"
+}
+
 role_monitoring() {
   packages prometheus apt-transport-https gnupg
   data_volume /var/lib/prometheus prometheus prometheus
   install -d /etc/prometheus/rules /etc/prometheus/targets
   cp "$REPO/deploy/prometheus/prometheus.yml" /etc/prometheus/prometheus.yml
   cp "$REPO"/deploy/prometheus/rules/*.yml /etc/prometheus/rules/
-  "$REPO/deploy/provision/write_targets.py" /etc/prometheus/targets \
-    "prometheus=127.0.0.1:9090=monitoring" "node=$NODE_TARGETS" "api=$API_TARGETS" "ui=$UI_TARGETS" \
-    "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS" "edge=$EDGE_TARGETS"
+  host_lists
+  scrape_targets
   promtool check config /etc/prometheus/prometheus.yml
   # restart, not reload: reload is a SIGHUP, and one sent in the first ~50 ms, before Prometheus
   # installs its handler, kills it (and systemd counts a SIGHUP exit as clean, so no restart).
   systemctl enable prometheus && systemctl restart prometheus
+  host_lists_timer
   if [ -n "$OFFLINE" ]; then
     log "offline: Grafana (from its own apt repository) is not installed"
     return
@@ -263,6 +304,45 @@ role_training() {
   log "model uploaded to s3://$MODEL_BUCKET/models/latest/"
 }
 
+# `provision.sh refresh` (pneumonia-host-lists.timer, every minute): apply a change of the host lists.
+refresh_nginx() {
+  local site=/etc/nginx/conf.d/pneumonia.conf
+  cp "$site" "$site.before"
+  nginx_site
+  if cmp -s "$site" "$site.before"; then
+    rm "$site.before"
+  elif nginx -t; then
+    rm "$site.before"
+    systemctl reload nginx
+    log "upstreams now: UI $UI_SERVERS_RENDERED API $API_SERVERS_RENDERED"
+  else
+    mv "$site.before" "$site"
+    log "host lists give an invalid Nginx site; kept the running one" >&2
+    return 1
+  fi
+}
+
+refresh_ui() {
+  local changed=0
+  cp /etc/pneumonia/ui.env /etc/pneumonia/ui.env.before
+  ui_env
+  cmp -s /etc/pneumonia/ui.env /etc/pneumonia/ui.env.before || changed=1
+  rm /etc/pneumonia/ui.env.before
+  if [ "$changed" = 1 ]; then
+    systemctl restart pneumonia-ui
+    log "API addresses now: $API_SERVERS"
+  fi
+}
+
+refresh_monitoring() {
+  scrape_targets
+}
+
+if [ "${1:-}" = refresh ]; then
+  host_lists
+  "refresh_$ROLE"
+  exit
+fi
 common
 "role_$ROLE"
 log "done"

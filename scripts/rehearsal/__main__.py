@@ -15,6 +15,7 @@ Everything it created is removed at the end, also on Ctrl-C, errors and its time
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import pwd
@@ -68,6 +69,7 @@ class Rehearsal:
         self.fs = {name: HostFs(workdir / "hosts" / name, REPO) for name in topology.hosts}
         self.volumes = DataVolumes(workdir)
         self.created_user = False
+        self.env: dict[str, str] = {}  # provision.sh's environment, set by provision()
 
     # -- building ------------------------------------------------------------------
     def build_network(self) -> None:
@@ -87,13 +89,14 @@ class Rehearsal:
             path = secret_dir / name
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
+        (secret_dir / "host_lists").write_text(self.topology.host_lists + "\n")  # not secret; SSM all the same
         try:
             pwd.getpwnam("pneumonia")
         except KeyError:
             self.created_user = True  # provision.sh creates it, as on AWS; removed at the end
-        env = {**os.environ, "PATH": f"/opt/pneumonia/deploy/rehearsal:{os.environ['PATH']}",
-               "PROVISION_OFFLINE": "1", "PROVISION_SECRETS_DIR": str(secret_dir),
-               "PROVISION_MODEL_DIR": "/opt/pneumonia/models"}
+        self.env = env = {**os.environ, "PATH": f"/opt/pneumonia/deploy/rehearsal:{os.environ['PATH']}",
+                          "PROVISION_OFFLINE": "1", "PROVISION_SECRETS_DIR": str(secret_dir),
+                          "PROVISION_MODEL_DIR": "/opt/pneumonia/models"}
         no_loop_devices = DataVolumes.unavailable()
         if no_loop_devices:
             print(f"data volumes: no loop device here ({no_loop_devices}); Redis and Prometheus write to the "
@@ -221,6 +224,43 @@ class Rehearsal:
             print(f"data volume of {name}: {folder} on {device} (a stand-in EBS volume), {unit} wrote "
                   + ", ".join(entry for entry in listing if entry != "lost+found"))
 
+    def host_lists(self) -> None:
+        """Another API host in the SSM host lists reaches Nginx, the UI and Prometheus through
+        ``provision.sh refresh`` (what pneumonia-host-lists.timer runs every minute; run here by hand),
+        with no host re-created; the original lists come back the same way."""
+        lists = self.workdir / "secrets/host_lists"
+        original = lists.read_text()
+        api = self._host("api")
+        extra = f"{ipaddress.ip_address(api.ip) + 50}:5000"
+        seen = {  # where each role's provisioning puts the API addresses
+            "nginx": ("etc/nginx/conf.d/pneumonia.conf", f"server {extra};"),
+            "ui": ("etc/pneumonia/ui.env", f"http://{extra}"),
+            "monitoring": ("etc/prometheus/targets/api.json", f'"{extra}"'),
+        }
+        ui = self._host("ui")
+        ui_pid = self.fs[ui.name].root / "run/rehearsal-units/pneumonia-ui.service.pid"
+        for step, text in (("added", re.sub(r"^(API_(?:SERVERS|TARGETS)=.*)$", rf"\1 {extra}", original,
+                                            flags=re.M)), ("removed", original)):
+            lists.write_text(text)
+            for role, (path, needle) in seen.items():
+                host = self._host(role)
+                before = ui_pid.read_text() if role == "ui" else ""
+                log = self.workdir / f"refresh-{host.name}.log"
+                with log.open("w") as out:
+                    done = subprocess.run(self.fs[host.name].enter(self.lab.ns(host.name),
+                                                                   ["/opt/pneumonia/deploy/provision/provision.sh", "refresh"]),
+                                          env=self.env, stdout=out, stderr=subprocess.STDOUT, check=False)
+                present = needle in (self.fs[host.name].root / path).read_text()
+                if done.returncode or present != (step == "added"):
+                    raise RehearsalFailed(f"refresh on {host.name} ({step} {extra}): exit {done.returncode}, "
+                                          f"{path} {'names' if present else 'lacks'} it\n{log.read_text()[-1500:]}")
+                if role == "ui" and ui_pid.read_text() == before:
+                    raise RehearsalFailed(f"refresh on {host.name}: the UI was not restarted with the new addresses")
+            self._wait_http(self._host("nginx"), "http://127.0.0.1/healthz", 30)
+            self._wait_http(ui, "http://127.0.0.1:5001/healthz", 60)
+        print(f"host lists: another API host ({extra}) in SSM reached Nginx, the UI and Prometheus through "
+              "`provision.sh refresh` and left again, no host re-created")
+
     def _prometheus(self, monitoring: Host, path: str, *curl_args: str) -> dict:
         """The ``data`` of Prometheus's ``/api/v1/<path>`` on the monitoring host; empty while it does not answer."""
         done = run("curl", "-fsS", "-m", "5", *curl_args, f"http://127.0.0.1:9090/api/v1/{path}",
@@ -300,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.matrix_only:
                 rehearsal.scrapes()
                 rehearsal.data_volumes()
+                rehearsal.host_lists()
             if wrong:
                 raise RehearsalFailed(f"{len(wrong)} flows differ from the policy (see above)")
         except (RehearsalFailed, LabError, TimeoutError) as exc:

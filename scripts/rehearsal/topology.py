@@ -59,6 +59,7 @@ class Topology:
     private_subnets: tuple[str, ...]
     hosts: dict[str, Host]
     rules: tuple[Rule, ...]
+    host_lists: str  # the SSM parameter host_lists (terraform/host_lists.tf), as provision.sh reads it
 
     def allows(self, source: Host | None, source_ip: str, dest: Host, port: int) -> bool:
         """Whether the security groups let ``source`` (None: a client on the internet) open a TCP
@@ -218,5 +219,6 @@ def load(folder: Path, overrides: dict[str, Any] | None = None) -> Topology:
             groups=tuple(_group(g) for g in evaluate(body["vpc_security_group_ids"], scope)),
             user_data=evaluate(body["user_data"], scope),
         )
+    (_, lists, scope), = module.instances("aws_ssm_parameter", "host_lists")
     return Topology(vpc_cidr=module.variables["vpc_cidr"], public_subnets=public, private_subnets=private,
-                    hosts=hosts, rules=tuple(_rules(module)))
+                    hosts=hosts, rules=tuple(_rules(module)), host_lists=evaluate(lists["value"], scope))
