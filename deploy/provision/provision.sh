@@ -165,10 +165,14 @@ role_nginx() {
   host_lists_timer
 }
 
+ui_api_urls() {  # the API hosts of the host lists as the UI's API_URLS
+  for s in $API_SERVERS; do printf 'http://%s,' "$s"; done | sed 's/,$//'
+}
+
 ui_env() {  # write the UI's settings, its API addresses from the host lists
   umask 077
   cat >/etc/pneumonia/ui.env <<ENV
-API_URLS=$(for s in $API_SERVERS; do printf 'http://%s,' "$s"; done | sed 's/,$//')
+API_URLS=$(ui_api_urls)
 API_TOKEN=$(secret api_token)
 FLASK_SECRET_KEY=$(secret flask_secret_key)
 UI_BIND=0.0.0.0:5001
@@ -322,16 +326,13 @@ refresh_nginx() {
   fi
 }
 
-refresh_ui() {
-  local changed=0
-  cp /etc/pneumonia/ui.env /etc/pneumonia/ui.env.before
-  ui_env
-  cmp -s /etc/pneumonia/ui.env /etc/pneumonia/ui.env.before || changed=1
-  rm /etc/pneumonia/ui.env.before
-  if [ "$changed" = 1 ]; then
-    systemctl restart pneumonia-ui
-    log "API addresses now: $API_SERVERS"
-  fi
+refresh_ui() {  # only the API_URLS line can change (no secret is read again)
+  local urls
+  urls="API_URLS=$(ui_api_urls)"
+  grep -qxF "$urls" /etc/pneumonia/ui.env && return
+  sed -i "s|^API_URLS=.*|$urls|" /etc/pneumonia/ui.env
+  systemctl restart pneumonia-ui
+  log "API addresses now: $API_SERVERS"
 }
 
 refresh_monitoring() {
