@@ -113,11 +113,22 @@ unit() {  # unit NAME: install deploy/systemd/NAME.service and start it
   systemctl enable --now "$1"
 }
 
+host_lists_applied() {  # when the host lists were last applied, for node_exporter (alert HostListsStale)
+  local dir=/var/lib/prometheus/node-exporter # the textfile collector's folder (Debian's default; on the
+  install -d -m 0755 "$dir"                   # monitoring host Prometheus's data volume is mounted over it)
+  printf '%s\n' "# HELP pneumonia_host_lists_applied_timestamp_seconds When provision.sh last applied the SSM host lists." \
+    "# TYPE pneumonia_host_lists_applied_timestamp_seconds gauge" \
+    "pneumonia_host_lists_applied_timestamp_seconds $(date +%s)" >"$dir/pneumonia_host_lists.prom.tmp"
+  chmod 0644 "$dir/pneumonia_host_lists.prom.tmp" # node_exporter runs as prometheus; role_ui sets umask 077
+  mv "$dir/pneumonia_host_lists.prom.tmp" "$dir/pneumonia_host_lists.prom"
+}
+
 host_lists_timer() {  # re-read the host lists every minute and apply a change (refresh_<role> below)
   install -m 0644 "$REPO/deploy/systemd/pneumonia-host-lists.service" "$REPO/deploy/systemd/pneumonia-host-lists.timer" \
     /etc/systemd/system/
   systemctl daemon-reload
   systemctl enable --now pneumonia-host-lists.timer
+  host_lists_applied
 }
 
 nginx_site() {  # render Nginx's site from the host lists (and the settings)
@@ -342,6 +353,7 @@ refresh_monitoring() {
 if [ "${1:-}" = refresh ]; then
   host_lists
   "refresh_$ROLE"
+  host_lists_applied
   exit
 fi
 common

@@ -260,6 +260,21 @@ class Rehearsal:
             self._wait_http(ui, "http://127.0.0.1:5001/healthz", 60)
         print(f"host lists: another API host ({extra}) in SSM reached Nginx, the UI and Prometheus through "
               "`provision.sh refresh` and left again, no host re-created")
+        self._lists_applied(time.monotonic() + 60)
+
+    def _lists_applied(self, deadline: float) -> None:
+        """Each host that reads the host lists reports when it applied them (node_exporter's textfile
+        collector), which alert HostListsStale watches."""
+        query = "pneumonia_host_lists_applied_timestamp_seconds"
+        while True:
+            answer = self._prometheus(self._host("monitoring"), "query", "--get", "--data-urlencode", f"query={query}")
+            roles = sorted(r["metric"].get("role", "") for r in answer.get("result", []))
+            if roles == ["monitoring", "nginx", "ui"]:
+                break
+            if time.monotonic() > deadline:
+                raise RehearsalFailed(f"{query} from {roles or 'no host'}, expected Nginx, the UI and monitoring")
+            time.sleep(2)
+        print(f"{query}: reported by {', '.join(roles)} (node_exporter's textfile collector)")
 
     def _prometheus(self, monitoring: Host, path: str, *curl_args: str) -> dict:
         """The ``data`` of Prometheus's ``/api/v1/<path>`` on the monitoring host; empty while it does not answer."""
