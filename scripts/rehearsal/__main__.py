@@ -245,15 +245,11 @@ class Rehearsal:
             for role, (path, needle) in seen.items():
                 host = self._host(role)
                 before = ui_pid.read_text() if role == "ui" else ""
-                log = self.workdir / f"refresh-{host.name}.log"
-                with log.open("w") as out:
-                    done = subprocess.run(self.fs[host.name].enter(self.lab.ns(host.name),
-                                                                   ["/opt/pneumonia/deploy/provision/provision.sh", "refresh"]),
-                                          env=self.env, stdout=out, stderr=subprocess.STDOUT, check=False)
+                code, output = self._refresh(host)
                 present = needle in (self.fs[host.name].root / path).read_text()
-                if done.returncode or present != (step == "added"):
-                    raise RehearsalFailed(f"refresh on {host.name} ({step} {extra}): exit {done.returncode}, "
-                                          f"{path} {'names' if present else 'lacks'} it\n{log.read_text()[-1500:]}")
+                if code or present != (step == "added"):
+                    raise RehearsalFailed(f"refresh on {host.name} ({step} {extra}): exit {code}, "
+                                          f"{path} {'names' if present else 'lacks'} it\n{output[-1500:]}")
                 if role == "ui" and ui_pid.read_text() == before:
                     raise RehearsalFailed(f"refresh on {host.name}: the UI was not restarted with the new addresses")
             self._wait_http(self._host("nginx"), "http://127.0.0.1/healthz", 30)
@@ -261,6 +257,12 @@ class Rehearsal:
         print(f"host lists: another API host ({extra}) in SSM reached Nginx, the UI and Prometheus through "
               "`provision.sh refresh` and left again, no host re-created")
         self._lists_applied(time.monotonic() + 60)
+
+    def _refresh(self, host: Host) -> tuple[int, str]:
+        """``provision.sh refresh`` on ``host``: its exit status and output."""
+        argv = self.fs[host.name].enter(self.lab.ns(host.name), ["/opt/pneumonia/deploy/provision/provision.sh", "refresh"])
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout + done.stderr
 
     def _lists_applied(self, deadline: float) -> None:
         """Each host that reads the host lists reports when it applied them (node_exporter's textfile
