@@ -54,7 +54,8 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     )
     CSRFProtect(app)
     instrument(app, "ui")
-    app.extensions["api_client"] = ApiClient(settings.api_urls, settings.api_token, settings.api_timeout_seconds)
+    app.extensions["api_client"] = ApiClient(settings.api_urls, settings.api_token, settings.api_timeout_seconds,
+                                             settings.api_connect_timeout_seconds)
     for blueprint in (auth.bp, views.bp, admin.bp):
         app.register_blueprint(blueprint)
     app.before_request(auth.require_user)

@@ -42,11 +42,13 @@ class Caller:
 class ApiClient:
     """A small client for the prediction API."""
 
-    def __init__(self, base_urls: tuple[str, ...], token: str, timeout: float) -> None:
+    def __init__(self, base_urls: tuple[str, ...], token: str, timeout: float, connect_timeout: float = 3.0) -> None:
+        """``timeout``: for an answer; ``connect_timeout``: for a connection, so that a host that is down
+        or not yet up (e.g. a new one in the host lists) costs seconds before the next host is tried."""
         if not base_urls:
             raise ValueError("at least one API URL is needed")
         self.base_urls = base_urls
-        self.timeout = timeout
+        self.timeout = (min(connect_timeout, timeout), timeout)
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._next = itertools.cycle(range(len(base_urls)))

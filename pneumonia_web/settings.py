@@ -15,6 +15,7 @@ class WebSettings:
     api_token: str = ""
     secret_key: str = ""
     api_timeout_seconds: float = 30.0
+    api_connect_timeout_seconds: float = 3.0
     max_upload_bytes: int = 20 * 1024 * 1024
     secure_cookies: bool = False
     trusted_proxies: int = 1
@@ -27,6 +28,7 @@ class WebSettings:
             api_token=env_str("API_TOKEN"),
             secret_key=env_str("FLASK_SECRET_KEY"),
             api_timeout_seconds=env_float("API_TIMEOUT_SECONDS", cls.api_timeout_seconds),
+            api_connect_timeout_seconds=env_float("API_CONNECT_TIMEOUT_SECONDS", cls.api_connect_timeout_seconds),
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             secure_cookies=env_bool("SESSION_COOKIE_SECURE", cls.secure_cookies),
             trusted_proxies=env_int("UI_TRUSTED_PROXIES", cls.trusted_proxies),
