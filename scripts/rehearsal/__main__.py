@@ -94,9 +94,9 @@ class Rehearsal:
             pwd.getpwnam("pneumonia")
         except KeyError:
             self.created_user = True  # provision.sh creates it, as on AWS; removed at the end
-        self.env = env = {**os.environ, "PATH": f"/opt/pneumonia/deploy/rehearsal:{os.environ['PATH']}",
-                          "PROVISION_OFFLINE": "1", "PROVISION_SECRETS_DIR": str(secret_dir),
-                          "PROVISION_MODEL_DIR": "/opt/pneumonia/models"}
+        self.env = {**os.environ, "PATH": f"/opt/pneumonia/deploy/rehearsal:{os.environ['PATH']}",
+                    "PROVISION_OFFLINE": "1", "PROVISION_SECRETS_DIR": str(secret_dir),
+                    "PROVISION_MODEL_DIR": "/opt/pneumonia/models"}
         no_loop_devices = DataVolumes.unavailable()
         if no_loop_devices:
             print(f"data volumes: no loop device here ({no_loop_devices}); Redis and Prometheus write to the "
@@ -116,7 +116,7 @@ class Rehearsal:
             log = self.workdir / f"provision-{host.name}.log"
             with log.open("w") as out:
                 argv = fs.enter(self.lab.ns(host.name), ["/opt/pneumonia/deploy/provision/provision.sh"])
-                done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+                done = subprocess.run(argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=False)
             if done.returncode:
                 tail = "\n".join(log.read_text().splitlines()[-25:])
                 raise RehearsalFailed(f"provisioning {host.name} failed ({done.returncode}):\n{tail}")
