@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(redis-server nginx prometheus prometheus-node-exporter chromium chromium-driver
           shellcheck python3-venv curl gettext-base iproute2 nftables util-linux e2fsprogs openssl
-          prometheus-redis-exporter prometheus-nginx-exporter mtail)
+          prometheus-redis-exporter prometheus-nginx-exporter prometheus-alertmanager mtail)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -20,6 +20,6 @@ $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts these daemons on install; the stack and the tests run their own copies.
 for svc in redis-server nginx prometheus prometheus-node-exporter prometheus-redis-exporter prometheus-nginx-exporter \
-           mtail; do
+           prometheus-alertmanager mtail; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

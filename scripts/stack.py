@@ -1,4 +1,5 @@
-"""The local stack: Redis, API, UI, Nginx, Prometheus, exporters and mtail as real processes on loopback.
+"""The local stack: Redis, API, UI, Nginx, Prometheus, Alertmanager, exporters and mtail as real processes
+on loopback.
 
 ``python -m scripts.stack up|down|status`` (``make up`` / ``make down`` / ``make status``), and
 ``python -m scripts.stack users|tokens ...`` (``make users ARGS=...``): the admin CLI with the stack's settings.
@@ -24,6 +25,7 @@ from typing import Callable
 
 import requests
 
+from deploy.provision.write_alertmanager import write_config as write_alertmanager_config
 from deploy.provision.write_targets import write_targets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +54,7 @@ class StackConfig:
     ui_port: int = 5001
     redis_port: int = 6379
     prometheus_port: int = 9090
+    alertmanager_port: int = 9093
     node_exporter_port: int = 9100
     redis_exporter_port: int = 9121
     nginx_exporter_port: int = 9113
@@ -65,6 +68,8 @@ class StackConfig:
     rate_burst: int = 40
     scrape_interval: str = "15s"
     client_timeout: str = "15s"
+    alert_webhook_url: str = ""  # where Alertmanager sends alerts (its webhook JSON); none: kept in its API
+    alert_group_wait: str = "30s"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -78,12 +83,14 @@ class StackConfig:
             ui_port=port("UI_PORT", 5001),
             redis_port=port("REDIS_PORT", 6379),
             prometheus_port=port("PROMETHEUS_PORT", 9090),
+            alertmanager_port=port("ALERTMANAGER_PORT", 9093),
             node_exporter_port=port("NODE_EXPORTER_PORT", 9100),
             model_path=Path(env.get("MODEL_PATH", REPO / "models" / "best_model.keras")),
             api_workers=port("API_WORKERS", 2),
             max_upload_mb=port("MAX_UPLOAD_MB", 20),
             rate_limit=env.get("NGINX_RATE_LIMIT", "20r/s"),
             rate_burst=port("NGINX_RATE_BURST", 40),
+            alert_webhook_url=env.get("ALERT_WEBHOOK_URL", ""),
         )
 
     @property
@@ -149,7 +156,7 @@ class Stack:
     def render_configs(self, secret: dict[str, str]) -> None:
         """Write every config file of the stack into ``run/conf``."""
         c = self.config
-        for sub in ("logs", "pids", "redis", "prometheus-data", "metrics/api", "metrics/ui"):
+        for sub in ("logs", "pids", "redis", "prometheus-data", "alertmanager-data", "metrics/api", "metrics/ui"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         self._write("redis.conf", render((DEPLOY / "redis/redis.conf.tmpl").read_text(), {
             "REDIS_BIND": "127.0.0.1", "REDIS_PORT": str(c.redis_port),
@@ -178,10 +185,13 @@ class Stack:
             "redis": [(f"127.0.0.1:{c.redis_exporter_port}", "api")],
             "nginx": [(f"127.0.0.1:{c.nginx_exporter_port}", "nginx")],
             "edge": [(f"127.0.0.1:{c.edge_metrics_port}", "nginx")],
+            "alertmanager": [(f"127.0.0.1:{c.alertmanager_port}", "monitoring")],
         }
         write_targets(prom / "targets", targets)
         config = prom / "prometheus.yml"
         config.write_text(config.read_text().replace("scrape_interval: 15s", f"scrape_interval: {c.scrape_interval}"))
+        write_alertmanager_config(self.conf_dir / "alertmanager.yml", webhook=c.alert_webhook_url,
+                                  group_wait=c.alert_group_wait)
 
     def nginx_main_config(self, run_dir: Path) -> str:
         """nginx.conf for an Nginx of this user that serves ``run_dir/conf/pneumonia.conf`` and
@@ -233,6 +243,11 @@ class Stack:
             Service("mtail", ["mtail", "--progs", str(DEPLOY / "mtail"), "--logs", str(self.edge_log),
                               "--address", "127.0.0.1", "--port", str(c.edge_metrics_port), "--logtostderr"],
                     _http_ok(f"http://127.0.0.1:{c.edge_metrics_port}/metrics")),
+            # no cluster port: one Alertmanager, nothing listening beyond loopback
+            Service("alertmanager", ["prometheus-alertmanager", f"--config.file={self.conf_dir / 'alertmanager.yml'}",
+                                     f"--storage.path={self.run_dir / 'alertmanager-data'}",
+                                     f"--web.listen-address=127.0.0.1:{c.alertmanager_port}", "--cluster.listen-address="],
+                    _http_ok(f"http://127.0.0.1:{c.alertmanager_port}/-/ready")),
             Service("prometheus", ["prometheus", f"--config.file={self.conf_dir / 'prometheus/prometheus.yml'}",
                                    f"--storage.tsdb.path={self.run_dir / 'prometheus-data'}",
                                    f"--web.listen-address=127.0.0.1:{c.prometheus_port}"],
@@ -397,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"`make users ARGS='reset-password admin'`)")
         print("Manage accounts and integration tokens: make users ARGS='create alice --role clinician' "
               "| ARGS=list | ARGS='disable alice'; make tokens ARGS='create pacs'")
-        print(f"Prometheus: http://127.0.0.1:{stack.config.prometheus_port}/")
+        print(f"Prometheus: http://127.0.0.1:{stack.config.prometheus_port}/, its alerts in Alertmanager: "
+              f"http://127.0.0.1:{stack.config.alertmanager_port}/api/v2/alerts"
+              + ("" if stack.config.alert_webhook_url else " (set ALERT_WEBHOOK_URL to have them sent)"))
         print(f"API token and other secrets: {stack.run_dir / 'secrets.env'} (mode 0600)")
         print(f"Try: curl -H \"Authorization: Bearer $(grep ^API_TOKEN= {stack.run_dir}/secrets.env | cut -d= -f2)\" "
               f"-F file=@tests/fixtures/chest_xray/PNEUMONIA/person1946_bacteria_4874.jpeg {stack.config.url}api/predict")

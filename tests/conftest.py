@@ -108,8 +108,8 @@ def shipped_model() -> Path:
     return path
 
 
-PORTS = ("http_port", "api_port", "ui_port", "redis_port", "prometheus_port", "node_exporter_port",
-         "redis_exporter_port", "nginx_exporter_port", "nginx_status_port", "edge_metrics_port")
+PORTS = ("http_port", "api_port", "ui_port", "redis_port", "prometheus_port", "alertmanager_port",
+         "node_exporter_port", "redis_exporter_port", "nginx_exporter_port", "nginx_status_port", "edge_metrics_port")
 
 
 # A short idle timeout so that a test can watch a session expire; a per-address sign-in limit
@@ -130,7 +130,8 @@ def stack(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # own process sent the flood and seems to have stalled for about 3 s (now tests/flood.py sends it).
     config = StackConfig(run_dir=tmp_path_factory.mktemp("stack"), model_path=shipped_model, api_workers=2,
                          rate_limit="50r/s", rate_burst=100, scrape_interval="2s",
-                         client_timeout="8s", extra_env=STACK_ENV, **free_ports())
+                         client_timeout="8s", extra_env=STACK_ENV, alert_group_wait="1s",
+                         alert_webhook_url=f"http://127.0.0.1:{free_port()}/alerts", **free_ports())
     stack = Stack(config)
     stack.up()
     for name, (role, password) in ACCOUNTS.items():

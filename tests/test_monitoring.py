@@ -1,17 +1,25 @@
-"""Monitoring as code: promtool checks and unit tests, dashboard structure, and every dashboard
-query run against the live Prometheus of the running stack after real traffic."""
+"""Monitoring as code: promtool checks and unit tests, dashboard structure, every dashboard
+query run against the live Prometheus of the running stack after real traffic, and an alert that
+Prometheus fires reaching a receiver through the real Alertmanager."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import yaml
 
+from deploy.provision.write_alertmanager import MESSAGE, SUBJECT, write_config
 from scripts.stack import Stack
 from tests.helpers import REPO, fixture_images, wait_for
 
@@ -37,6 +45,41 @@ def test_promtool_unit_tests_of_every_alert() -> None:
     tested = set(re.findall(r"alertname: (\w+)", (PROM / "tests/rules_test.yml").read_text()))
     defined = set(re.findall(r"alert: (\w+)", (PROM / "rules/pneumonia.yml").read_text()))
     assert defined == tested, f"alerts without a unit test: {defined - tested}"
+
+
+ALERTMANAGER_CONFIGS = {
+    "none": {},
+    "webhook": {"webhook": "http://127.0.0.1:9/alerts"},
+    "sns": {"sns_topic": "arn:aws:sns:eu-west-1:123456789012:pneumonia-alerts", "region": "eu-west-1",
+            "link": "https://203.0.113.10/grafana/"},
+}
+
+
+@pytest.mark.parametrize("options", ALERTMANAGER_CONFIGS.values(), ids=ALERTMANAGER_CONFIGS.keys())
+def test_alertmanager_config_is_valid(options: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "alertmanager.yml"
+    write_config(path, **options)
+    proc = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    receiver = yaml.safe_load(path.read_text())["receivers"][0]
+    expected = {"name"} | {configs for option, configs in (("sns_topic", "sns_configs"), ("webhook", "webhook_configs"))
+                           if option in options}
+    assert set(receiver) == expected
+
+
+def test_alertmanager_refuses_a_topic_without_its_region(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="region"):
+        write_config(tmp_path / "alertmanager.yml", sns_topic="arn:aws:sns:eu-west-1:123456789012:x")
+
+
+def test_sns_subject_and_message_templates_render() -> None:
+    # amtool fills the templates with its own example alert; a template error fails here, not on AWS
+    for text in (SUBJECT, MESSAGE):
+        proc = subprocess.run(["amtool", "template", "render", "--template.glob=/usr/share/prometheus/alertmanager/*.tmpl",
+                               f"--template.text={text}"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.strip(), proc.stdout + proc.stderr
+    longest = SUBJECT.replace("{{ .Status | toUpper }}", "RESOLVED").replace("{{ .GroupLabels.alertname }}", "x" * 30)
+    assert len(re.sub(r"{{.*?}}", "", longest)) + 3 < 100, "SNS e-mail subjects are at most 100 characters"
 
 
 def _panels(path: Path) -> list[dict]:
@@ -129,3 +172,58 @@ def _plot(dashboard: Path, results: dict[str, list]) -> None:
     fig.tight_layout()
     fig.savefig(PLOTS / f"{dashboard.stem}_panels.png", dpi=90)
     plt.close(fig)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """Records every notification Alertmanager posts (its webhook JSON)."""
+
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook(stack: Stack) -> Iterator[list[dict]]:
+    """A receiver on the stack's ALERT_WEBHOOK_URL: the notifications it got."""
+    port = urlsplit(stack.config.alert_webhook_url).port
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
+    _Receiver.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield _Receiver.received
+    server.shutdown()
+    server.server_close()
+
+
+def _reload_prometheus(stack: Stack) -> None:
+    os.kill(stack.pid("prometheus"), signal.SIGHUP)
+
+
+def test_a_firing_alert_reaches_the_receiver(stack: Stack, webhook: list[dict]) -> None:
+    """A rule that fires at once, loaded into the running Prometheus: its alert goes through the stack's
+    Alertmanager (configured by write_alertmanager.py, as on AWS) to the webhook."""
+    assert _query(stack, 'prometheus_notifications_alertmanagers_discovered == 1'), "Alertmanager not discovered"
+    rule = stack.conf_dir / "prometheus/rules/delivery_check.yml"
+    rule.write_text(yaml.safe_dump({"groups": [{"name": "delivery-check", "rules": [{
+        "alert": "DeliveryCheck", "expr": "vector(1)", "labels": {"severity": "info"},
+        "annotations": {"summary": "a test alert"}}]}]}))
+    try:
+        _reload_prometheus(stack)
+
+        def delivered() -> bool:
+            return any(a["labels"]["alertname"] == "DeliveryCheck" and a["status"] == "firing"
+                       for n in webhook for a in n["alerts"])
+
+        wait_for(delivered, 90, "DeliveryCheck at the webhook")
+        note = next(n for n in webhook if n["groupLabels"].get("alertname") == "DeliveryCheck")
+        assert note["receiver"] == "operators" and note["commonAnnotations"]["summary"] == "a test alert"
+    finally:
+        rule.unlink()
+        _reload_prometheus(stack)
+    assert _query(stack, 'up{job="alertmanager"} == 1'), "Prometheus does not scrape Alertmanager"
+
