@@ -73,6 +73,15 @@ data "aws_iam_policy_document" "host" {
     }
   }
 
+  dynamic "statement" { # Alertmanager's notifications (alerts.tf)
+    for_each = each.key == "monitoring" ? [1] : []
+    content {
+      sid       = "PublishAlerts"
+      actions   = ["sns:Publish"]
+      resources = [aws_sns_topic.alerts.arn]
+    }
+  }
+
   dynamic "statement" {
     for_each = contains(keys(local.role_bucket_actions), each.key) ? [1] : []
     content {

@@ -36,6 +36,7 @@ locals {
   # the address lists are in SSM (host_lists.tf), so adding or removing a host replaces no other.
   settings = {
     model_bucket    = aws_s3_bucket.models.bucket
+    alert_topic_arn = aws_sns_topic.alerts.arn
     monitoring_ip   = local.hosts.monitoring.ip
     public_ip       = aws_eip.nginx.public_ip
     redis_url       = local.redis_url
@@ -48,7 +49,7 @@ locals {
     nginx      = ["monitoring_ip", "public_ip", "max_upload_mb"]
     ui         = ["max_upload_mb"]
     api        = ["model_bucket", "redis_url", "use_elasticache", "max_upload_mb", "result_ttl"]
-    monitoring = ["public_ip"]
+    monitoring = ["public_ip", "alert_topic_arn"]
     training   = ["model_bucket", "training_args"]
   }
 

@@ -8,6 +8,11 @@ output "grafana_url" {
   value       = "https://${aws_eip.nginx.public_ip}/grafana/"
 }
 
+output "alert_topic_arn" {
+  description = "SNS topic of the alerts (Alertmanager publishes every firing and resolved alert); subscribe chat or paging endpoints here."
+  value       = aws_sns_topic.alerts.arn
+}
+
 output "private_ips" {
   description = "Private IP of every host, by host name."
   value       = { for k, h in local.hosts : k => h.ip }

@@ -60,7 +60,8 @@ resource "aws_vpc_security_group_egress_rule" "internal" {
   to_port                      = each.value.port
 }
 
-# Hosts fetch packages, the repository, S3 objects and SSM over HTTPS (and apt mirrors over HTTP).
+# Hosts fetch packages, the repository, S3 objects and SSM over HTTPS (and apt mirrors over HTTP);
+# the monitoring host publishes alerts to SNS.
 resource "aws_vpc_security_group_egress_rule" "web" {
   for_each = {
     for pair in setproduct(["nginx", "ui", "api", "monitoring", "training"], ["80", "443"]) :
@@ -68,7 +69,7 @@ resource "aws_vpc_security_group_egress_rule" "web" {
   }
 
   security_group_id = aws_security_group.role[each.value.role].id
-  description       = "Packages, git, S3 and SSM"
+  description       = "Packages, git, S3, SSM and SNS"
   cidr_ipv4         = "0.0.0.0/0"
   ip_protocol       = "tcp"
   from_port         = each.value.port

@@ -76,6 +76,17 @@ variable "admin_ssh_cidrs" {
   }
 }
 
+variable "alert_email_addresses" {
+  description = "E-mail addresses subscribed to the alerts topic; each must confirm the e-mail SNS sends it. Empty: alerts are still published to the topic (output alert_topic_arn) and shown in Grafana."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.alert_email_addresses : can(regex("^[^@ ]+@[^@ ]+[.][^@ ]+$", a))])
+    error_message = "alert_email_addresses must be e-mail addresses."
+  }
+}
+
 variable "key_name" {
   description = "Name of the EC2 key pair created by Terraform."
   type        = string

@@ -77,6 +77,7 @@ def test_a_change_replaces_only_the_hosts_whose_settings_it_changes() -> None:
     assert changed(enable_training_instance=False) == (set(), {"NODE_TARGETS"})
     assert changed(api_instance_count=2) == (set(), {"API_SERVERS", "API_TARGETS", "NODE_TARGETS"})
     assert changed(training_args="--epochs 5") == ({"training"}, set())
+    assert changed(alert_email_addresses=["oncall@example.org"]) == (set(), set())  # a subscription only
 
 
 def test_data_volumes_go_to_their_hosts_in_their_subnets() -> None:

@@ -171,12 +171,10 @@ def test_no_hard_coded_ami_ip_or_secret() -> None:
 SAMPLE = {
     "role": "api", "host_name": "api-1", "repo_url": "https://example.org/repo.git", "repo_branch": "main",
     "region": "eu-west-1", "ssm_prefix": "/pneumonia", "model_bucket": "pneumonia-models-abc",
-    "ui_servers": "10.20.10.10:5001", "api_servers": "10.20.10.20:5000 10.20.11.21:5000",
-    "monitoring_ip": "10.20.11.10", "public_ip": "203.0.113.7", "redis_url": "redis://10.20.10.20:6379/0", "use_elasticache": "false",
-    "data_volume_id": "vol-0123456789abcdef0",
+    "alert_topic_arn": "arn:aws:sns:eu-west-1:123456789012:pneumonia-alerts",
+    "monitoring_ip": "10.20.11.10", "public_ip": "203.0.113.7", "redis_url": "redis://10.20.10.20:6379/0",
+    "use_elasticache": "false", "data_volume_id": "vol-0123456789abcdef0",
     "max_upload_mb": "20", "result_ttl": "2592000", "training_args": "--backbone resnet50 --epochs 15",
-    "node_targets": "10.20.0.10:9100=nginx", "ui_targets": "10.20.10.10:5001", "api_targets": "10.20.10.20:5000",
-    "redis_targets": "10.20.10.20:9121", "nginx_targets": "10.20.0.10:9113", "edge_targets": "10.20.0.10:3903",
 }
 
 

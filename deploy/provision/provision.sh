@@ -253,17 +253,30 @@ ENV
 scrape_targets() {  # Prometheus's file_sd targets from the host lists (it re-reads them by itself)
   "$REPO/deploy/provision/write_targets.py" /etc/prometheus/targets \
     "prometheus=127.0.0.1:9090=monitoring" "node=$NODE_TARGETS" "api=$API_TARGETS" "ui=$UI_TARGETS" \
-    "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS" "edge=$EDGE_TARGETS"
+    "redis=$REDIS_TARGETS" "nginx=$NGINX_TARGETS" "edge=$EDGE_TARGETS" "alertmanager=127.0.0.1:9093=monitoring"
+}
+
+alertmanager() {  # beside Prometheus: every alert to the SNS topic (terraform/alerts.tf), on loopback only
+  "$REPO/deploy/provision/write_alertmanager.py" /etc/prometheus/alertmanager.yml --sns-topic "$ALERT_TOPIC_ARN" \
+    --region "$AWS_REGION" ${PUBLIC_IP:+--link "https://$PUBLIC_IP/grafana/"}
+  chgrp prometheus /etc/prometheus/alertmanager.yml
+  amtool check-config /etc/prometheus/alertmanager.yml
+  # no cluster port (one Alertmanager); silences and the notification log on Prometheus's data volume
+  install -d -o prometheus -g prometheus /var/lib/prometheus/alertmanager
+  echo 'ARGS="--web.listen-address=127.0.0.1:9093 --cluster.listen-address= --storage.path=/var/lib/prometheus/alertmanager"' \
+    >/etc/default/prometheus-alertmanager
+  systemctl enable prometheus-alertmanager && systemctl restart prometheus-alertmanager
 }
 
 role_monitoring() {
-  packages prometheus apt-transport-https gnupg
+  packages prometheus prometheus-alertmanager apt-transport-https gnupg
   data_volume /var/lib/prometheus prometheus prometheus
   install -d /etc/prometheus/rules /etc/prometheus/targets
   cp "$REPO/deploy/prometheus/prometheus.yml" /etc/prometheus/prometheus.yml
   cp "$REPO"/deploy/prometheus/rules/*.yml /etc/prometheus/rules/
   host_lists
   scrape_targets
+  alertmanager
   promtool check config /etc/prometheus/prometheus.yml
   # restart, not reload: reload is a SIGHUP, and one sent in the first ~50 ms, before Prometheus
   # installs its handler, kills it (and systemd counts a SIGHUP exit as clean, so no restart).

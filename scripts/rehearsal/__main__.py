@@ -190,6 +190,7 @@ class Rehearsal:
         for name in sorted(health):
             print(f"  {name}")
         self._edge_counted(monitoring, deadline)
+        self._alerts_routed(monitoring, deadline)
 
     def _edge_counted(self, monitoring: Host, deadline: float) -> None:
         """The doctor's requests went edge log -> mtail -> Prometheus (Nginx's answers by status)."""
@@ -205,6 +206,20 @@ class Rehearsal:
             time.sleep(2)
         print("Nginx's answers so far, counted by mtail on the Nginx host (side status: count): "
               + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(counts.items())))
+
+    def _alerts_routed(self, monitoring: Host, deadline: float) -> None:
+        """Prometheus sends its alerts to the Alertmanager beside it, which publishes them to the SNS topic."""
+        while not (active := self._prometheus(monitoring, "alertmanagers").get("activeAlertmanagers")):
+            if time.monotonic() > deadline:
+                raise RehearsalFailed(f"Prometheus on {monitoring.name} has no Alertmanager\n"
+                                      f"{self._service_report(monitoring, 'prometheus-alertmanager.service', 'see')}")
+            time.sleep(2)
+        config = json.loads((self.fs[monitoring.name].root / "etc/prometheus/alertmanager.yml").read_text())
+        topics = [c["topic_arn"] for r in config["receivers"] for c in r.get("sns_configs", [])]
+        if len(topics) != 1:
+            raise RehearsalFailed(f"Alertmanager on {monitoring.name} should publish to one SNS topic: {topics}")
+        print(f"Prometheus sends its alerts to {active[0]['url']}, which publishes them to the SNS topic "
+              f"({topics[0]})")
 
     def data_volumes(self) -> None:
         """Each service with a data volume writes to it: its folder is the volume's mount, not the disk."""
