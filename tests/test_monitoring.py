@@ -207,7 +207,8 @@ def _reload_prometheus(stack: Stack) -> None:
 def test_a_firing_alert_reaches_the_receiver(stack: Stack, webhook: list[dict]) -> None:
     """A rule that fires at once, loaded into the running Prometheus: its alert goes through the stack's
     Alertmanager (configured by write_alertmanager.py, as on AWS) to the webhook."""
-    assert _query(stack, 'prometheus_notifications_alertmanagers_discovered == 1'), "Alertmanager not discovered"
+    wait_for(lambda: bool(_query(stack, "prometheus_notifications_alertmanagers_discovered == 1")), 30,
+             "Prometheus discovering Alertmanager")
     rule = stack.conf_dir / "prometheus/rules/delivery_check.yml"
     rule.write_text(yaml.safe_dump({"groups": [{"name": "delivery-check", "rules": [{
         "alert": "DeliveryCheck", "expr": "vector(1)", "labels": {"severity": "info"},
