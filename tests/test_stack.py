@@ -102,7 +102,7 @@ def test_prometheus_scrapes_every_target(stack: Stack) -> None:
         return {t["labels"]["job"]: f"{t['health']} {t.get('lastError', '')}".strip() for t in targets}
 
     try:
-        wait_for(lambda: set(health().values()) == {"up"} and len(health()) == 7, 45, "Prometheus targets")
+        wait_for(lambda: set(health().values()) == {"up"} and len(health()) == 8, 45, "Prometheus targets")
     except TimeoutError:
         pytest.fail(f"targets not all up: {health()}")
     _targets_table(requests.get(url, timeout=5).json()["data"]["activeTargets"])
@@ -142,7 +142,7 @@ def test_down_leaves_no_process(shipped_model: Path, tmp_path: Path) -> None:
     stack.up()
     try:
         pids = [int(p.read_text()) for p in (tmp_path / "run" / "pids").glob("*.pid")]
-        assert len(pids) == 9
+        assert len(pids) == 10
     finally:
         stack.down()  # also when the count is wrong: a failed test leaves no stack behind
     time.sleep(0.5)
