@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from model.agreement import MIN_READINGS_PER_CLASS, agreement
 from pneumonia_api.accounts import AccountError, generate_password
 from pneumonia_api.audit import EVENT_ID
+from pneumonia_api.request_body import json_object
 from pneumonia_api.security import Principal, Security, principal, require
 from pneumonia_api.service import PredictionService
 from pneumonia_api.tokens import TokenError
@@ -42,10 +43,6 @@ def _bad_request(exc: ValueError):
     return jsonify(error=str(exc), status=400), 400
 
 
-def _body() -> dict:
-    return request.get_json(silent=True) or {}
-
-
 @bp.get("/users")
 def users():
     return jsonify(users=[u.public() for u in _security().accounts.list()])
@@ -53,7 +50,7 @@ def users():
 
 @bp.post("/users")
 def create_user():
-    body = _body()
+    body = json_object()
     password = str(body.get("password") or generate_password())
     user = _security().accounts.create(str(body.get("username", "")).strip().lower(), str(body.get("role", "")),
                                        password, created_by=_caller().actor)
@@ -72,7 +69,7 @@ def change_user(username: str, action: str):
         _audit(f"account_{action}d", username)
         return jsonify(user=accounts.get(username).public())
     if action == "password":
-        given = _body().get("password")
+        given = json_object().get("password")
         password = str(given or generate_password())
         accounts.set_password(username, password)
         _audit("password_reset", username)
@@ -87,7 +84,7 @@ def tokens():
 
 @bp.post("/tokens")
 def create_token():
-    name = str(_body().get("name", "")).strip().lower()
+    name = str(json_object().get("name", "")).strip().lower()
     token = _security().tokens.create(name, created_by=_caller().actor)
     _audit("token_created", name)
     return jsonify(name=name, token=token), 201

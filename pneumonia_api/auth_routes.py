@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from pneumonia_api.request_body import json_object
 from pneumonia_api.security import Security, require
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -19,7 +20,7 @@ def _security() -> Security:
 @bp.post("/sign-in")
 def sign_in():
     caller = require("service")
-    body = request.get_json(silent=True) or {}
+    body = json_object()
     username = str(body.get("username", "")).strip().lower()[:64]
     password = str(body.get("password", ""))
     if not username or not password:

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 from model.artifacts import public_summary
 from model.preprocessing import ImageDecodeError, ImageTooLargeError, ImageTooSmallError, UnsupportedFormatError
 from pneumonia_api import metrics
+from pneumonia_api.request_body import json_object
 from pneumonia_api.security import Security, principal
 from pneumonia_api.service import PredictionService
 
@@ -87,7 +88,7 @@ def get_result(result_id: str):
 
 @bp.post("/results/<result_id>/reading")
 def record_reading(result_id: str):
-    body = request.get_json(silent=True) or {}
+    body = json_object()
     reading = str(body.get("reading", "")).strip().upper()
     names = _service().predictor.class_names
     if reading not in names:

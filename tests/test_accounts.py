@@ -154,6 +154,21 @@ def test_weak_password_and_bad_names_are_refused(api: FlaskClient) -> None:
         assert resp.status_code == 400 and resp.get_json()["error"]
 
 
+@pytest.mark.parametrize("body", [["NORMAL"], "NORMAL", 42, True], ids=["list", "string", "number", "boolean"])
+def test_json_that_is_not_an_object_gets_a_400_and_changes_nothing(api: FlaskClient, body: object) -> None:
+    ann = _session(api, "ann")
+    made = _as(api, "POST", "/predict", ann, data={"file": (XRAY.open("rb"), XRAY.name)}).get_json()
+    for path, kwargs in ((f"/results/{made['id']}/reading", {"session": ann}), ("/auth/sign-in", {}),
+                         ("/admin/users", {"actor": "cli-test"}), ("/admin/tokens", {"actor": "cli-test"}),
+                         ("/admin/users/ben/password", {"actor": "cli-test"})):
+        resp = _as(api, "POST", path, json=body, **kwargs)
+        assert resp.status_code == 400, (path, resp.status_code)
+        assert resp.get_json()["error"] == f"the body must be a JSON object, not a JSON {type(body).__name__}"
+    assert _as(api, "GET", f"/results/{made['id']}", ann).get_json()["reading"] == ""
+    assert _as(api, "GET", "/admin/tokens", actor="cli-test").get_json()["tokens"] == []
+    assert _session(api, "ben")  # the password reset did not happen
+
+
 def test_clinicians_see_only_their_own_results_admins_see_all(api: FlaskClient) -> None:
     ann, ben, root = (_session(api, name) for name in ("ann", "ben", "root"))
     made = _as(api, "POST", "/predict", ann, data={"file": (XRAY.open("rb"), XRAY.name)}).get_json()
