@@ -73,7 +73,7 @@ class AuditLog:
         one. Also returns the id to pass as ``before`` for the rest: the last event returned when the
         page is full, the last one read when the scan limit came first, None once the trail has been
         read back to its start (or to ``since``)."""
-        start = f"{int(since.timestamp() * 1000)}-0" if since else "-"
+        start = _stream_start(since)
         found: list[AuditEvent] = []
         for scanned, event in enumerate(self._newest_first(start, "(" + before if before else "+"), start=1):
             if (not actor or event.actor == actor) and (not action or event.action == action):
@@ -84,7 +84,7 @@ class AuditLog:
 
     def export(self, since: datetime | None = None) -> Iterator[str]:
         """Every event since ``since`` as JSON lines, oldest first."""
-        start = f"{int(since.timestamp() * 1000)}-0" if since else "-"
+        start = _stream_start(since)
         while True:
             chunk = self.client.xrange(self.key, start, "+", count=1000)
             for stream_id, values in chunk:
@@ -101,6 +101,11 @@ class AuditLog:
             if len(chunk) < 500:
                 return
             end = "(" + chunk[-1][0]
+
+
+def _stream_start(since: datetime | None) -> str:
+    """The stream id of ``since``; a time before the epoch (stream ids start there) means the start."""
+    return f"{max(0, int(since.timestamp() * 1000))}-0" if since else "-"
 
 
 def _event(stream_id: str, values: dict[str, str]) -> AuditEvent:
