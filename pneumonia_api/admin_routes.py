@@ -5,6 +5,7 @@ through the public Nginx."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from itertools import chain
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -128,7 +129,9 @@ def audit():
 def audit_export():
     since = _since()
     _audit("audit_exported", detail=f"since={since.isoformat() if since else 'start'}")
-    return Response(_security().audit.export(since), mimetype="application/x-ndjson",
+    lines = _security().audit.export(since)
+    first = next(lines, "")  # read here, so that Redis failing is still a JSON 503, not a broken stream
+    return Response(chain([first], lines), mimetype="application/x-ndjson",
                     headers={"Content-Disposition": "attachment; filename=audit.jsonl"})
 
 

@@ -317,3 +317,12 @@ def test_audit_export_is_json_lines_without_images(api: FlaskClient) -> None:
     assert all(set(e) <= {"id", "time_utc", "actor", "action", "outcome", "address", "target", "image_sha256",
                           "detail"} for e in events)
     assert _as(api, "GET", "/admin/audit?since=yesterday", actor="cli-test").status_code == 400
+
+
+def test_audit_export_with_redis_down_is_a_503(api: FlaskClient, module_redis: RedisServer) -> None:
+    module_redis.stop()
+    try:
+        resp = _as(api, "GET", "/admin/audit/export", actor="cli-test")
+        assert resp.status_code == 503 and resp.get_json()["error"].startswith("data store unavailable")
+    finally:
+        module_redis.start()
