@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -21,7 +21,7 @@ import yaml
 
 from deploy.provision.write_alertmanager import MESSAGE, SUBJECT, write_config
 from scripts.stack import Stack
-from tests.helpers import REPO, fixture_images, wait_for
+from tests.helpers import REPO, fixture_images, free_port, stop, wait_for
 
 PROM = REPO / "deploy" / "prometheus"
 GRAFANA = REPO / "deploy" / "grafana"
@@ -75,11 +75,70 @@ def test_alertmanager_refuses_a_topic_without_its_region(tmp_path: Path) -> None
 def test_sns_subject_and_message_templates_render() -> None:
     # amtool fills the templates with its own example alert; a template error fails here, not on AWS
     for text in (SUBJECT, MESSAGE):
-        proc = subprocess.run(["amtool", "template", "render", "--template.glob=/usr/share/prometheus/alertmanager/*.tmpl",
-                               f"--template.text={text}"], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["amtool", "template", "render", f"--template.text={text}",
+                               "--template.glob=/usr/share/prometheus/alertmanager/*.tmpl"],
+                              capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and proc.stdout.strip(), proc.stdout + proc.stderr
     longest = SUBJECT.replace("{{ .Status | toUpper }}", "RESOLVED").replace("{{ .GroupLabels.alertname }}", "x" * 30)
     assert len(re.sub(r"{{.*?}}", "", longest)) + 3 < 100, "SNS e-mail subjects are at most 100 characters"
+
+
+class _FakeSns(BaseHTTPRequestHandler):
+    """SNS's Publish action as Alertmanager's AWS SDK calls it: records each request, answers as SNS does."""
+
+    published: list[tuple[str, dict[str, list[str]]]] = []
+    ANSWER = (b"<PublishResponse xmlns='http://sns.amazonaws.com/doc/2010-03-31/'><PublishResult><MessageId>m-1"
+              b"</MessageId></PublishResult><ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata>"
+              b"</PublishResponse>")
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        self.published.append((self.headers.get("Authorization", ""), form))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(self.ANSWER)))
+        self.end_headers()
+        self.wfile.write(self.ANSWER)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_alertmanager_publishes_an_alert_to_sns_as_on_aws(tmp_path: Path) -> None:
+    """The configuration provision.sh writes on AWS, with only the SNS endpoint pointed at a stand-in
+    and static keys instead of the instance role: a real Alertmanager signs and sends the Publish call
+    with the subject and message an on-call engineer will read."""
+    sns = ThreadingHTTPServer(("127.0.0.1", free_port()), _FakeSns)
+    _FakeSns.published = []
+    threading.Thread(target=sns.serve_forever, daemon=True).start()
+    path, port = tmp_path / "alertmanager.yml", free_port()
+    write_config(path, **ALERTMANAGER_CONFIGS["sns"], group_wait="1s")
+    config = json.loads(path.read_text())
+    receiver = config["receivers"][0]["sns_configs"][0]
+    receiver["api_url"] = f"http://127.0.0.1:{sns.server_address[1]}/"
+    receiver["sigv4"].update(access_key="AKIDEXAMPLE", secret_key="not-a-secret")
+    path.write_text(json.dumps(config))
+    proc = subprocess.Popen(["prometheus-alertmanager", f"--config.file={path}", f"--storage.path={tmp_path}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok, 30, "Alertmanager")
+        alert = {"labels": {"alertname": "InstanceDown", "job": "api", "severity": "critical"},
+                 "annotations": {"summary": "api on 10.0.0.1:5000 is down", "description": "Not scraped for 5 min."}}
+        assert requests.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], timeout=5).status_code == 200
+        wait_for(lambda: bool(_FakeSns.published), 30, "the Publish call")
+    finally:
+        stop(proc)
+        sns.shutdown()
+        sns.server_close()
+    authorization, form = _FakeSns.published[0]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "/eu-west-1/sns/" in authorization
+    assert form["Action"] == ["Publish"] and form["TopicArn"] == [ALERTMANAGER_CONFIGS["sns"]["sns_topic"]]
+    assert form["Subject"] == ["[FIRING:1] pneumonia platform: InstanceDown"]
+    message = form["Message"][0]
+    assert re.match(r"FIRING InstanceDown \(critical\), since \d{4}-\d\d-\d\d \d\d:\d\d UTC\n"
+                    r"api on 10.0.0.1:5000 is down\nNot scraped for 5 min.\n\n"
+                    r"Dashboards: https://203.0.113.10/grafana/\n$", message), message
 
 
 def _panels(path: Path) -> list[dict]:
