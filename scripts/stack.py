@@ -246,7 +246,8 @@ class Stack:
             # no cluster port: one Alertmanager, nothing listening beyond loopback
             Service("alertmanager", ["prometheus-alertmanager", f"--config.file={self.conf_dir / 'alertmanager.yml'}",
                                      f"--storage.path={self.run_dir / 'alertmanager-data'}",
-                                     f"--web.listen-address=127.0.0.1:{c.alertmanager_port}", "--cluster.listen-address="],
+                                     f"--web.listen-address=127.0.0.1:{c.alertmanager_port}",
+                                     "--cluster.listen-address="],
                     _http_ok(f"http://127.0.0.1:{c.alertmanager_port}/-/ready")),
             Service("prometheus", ["prometheus", f"--config.file={self.conf_dir / 'prometheus/prometheus.yml'}",
                                    f"--storage.tsdb.path={self.run_dir / 'prometheus-data'}",
