@@ -138,13 +138,14 @@ def audit_export():
 @bp.get("/agreement")
 def readings_agreement():
     """How the stored results agree with the readings recorded on them, per model version, over the
-    newest ``AGREEMENT_SCAN_MAX`` results (results expire after ``RESULT_TTL_SECONDS``)."""
+    newest ``AGREEMENT_SCAN_MAX`` results with a reading (results expire after ``RESULT_TTL_SECONDS``)."""
     service: PredictionService = current_app.extensions["prediction_service"]
     scan_max = current_app.config["AGREEMENT_SCAN_MAX"]
-    records = service.store.recent(scan_max)
+    service.store.index_readings()  # once: results read before the store indexed the read ones
+    records = service.store.read(scan_max)
     class_names = service.predictor.class_names
     summaries = agreement(records, class_names[1], served_version=service.predictor.version)
-    _audit("agreement_viewed", detail=f"{sum(s['read'] for s in summaries)} readings in {len(records)} results")
+    _audit("agreement_viewed", detail=f"{len(records)} readings")
     return jsonify(class_names=class_names, results_scanned=len(records),
-                   complete=service.store.count() <= scan_max, result_ttl_seconds=service.store.ttl_seconds,
+                   complete=service.store.count(read=True) <= scan_max, result_ttl_seconds=service.store.ttl_seconds,
                    min_readings_per_class=MIN_READINGS_PER_CLASS, models=summaries)

@@ -225,7 +225,7 @@ def test_admins_see_how_the_results_agree_with_the_readings(api: FlaskClient, mo
     assert _as(api, "GET", "/admin/agreement", ann).status_code == 403
 
     answer = _as(api, "GET", "/admin/agreement", actor="cli-test").get_json()
-    assert (answer["class_names"], answer["results_scanned"], answer["complete"]) == (["NORMAL", "PNEUMONIA"], 5, True)
+    assert (answer["class_names"], answer["results_scanned"], answer["complete"]) == (["NORMAL", "PNEUMONIA"], 4, True)
     served, earlier = answer["models"]
     called = [r["label"] == "PNEUMONIA" for r in made[:3]]
     read = [r == "PNEUMONIA" for r in readings]
@@ -237,14 +237,39 @@ def test_admins_see_how_the_results_agree_with_the_readings(api: FlaskClient, mo
     assert (served["read_positive"], served["read_negative"], served["rule_threshold"]) == (2, 1, None)
     assert (earlier["model_version"], earlier["served"], earlier["threshold"]) == ("earlier-model", False, 0.5)
     assert earlier["confusion_matrix"] == {"tp": 0, "fp": 1, "tn": 0, "fn": 0}
-    assert _audit(api, action="agreement_viewed")[0]["detail"] == "4 readings in 5 results"
+    assert _audit(api, action="agreement_viewed")[0]["detail"] == "4 readings"
 
     api.application.config["AGREEMENT_SCAN_MAX"] = 2
-    try:  # only the newest results are read, and the answer says so
+    try:  # only the newest read results are read, and the answer says so
         partial = _as(api, "GET", "/admin/agreement", actor="cli-test").get_json()
     finally:
         api.application.config["AGREEMENT_SCAN_MAX"] = ApiSettings.agreement_scan_max
     assert (partial["results_scanned"], partial["complete"]) == (2, False)
+
+
+def test_results_with_a_reading_are_indexed_and_older_readings_indexed_once(module_redis: RedisServer) -> None:
+    """The Agreement page reads the read results' index, not every result: set_reading and save index them,
+    and a store written before the index existed has its read results indexed by index_readings, once."""
+    client = module_redis.client()
+    client.flushdb()
+    store = ResultStore(client)
+    records = [PredictionRecord(label="NORMAL", probability=0.1, threshold=0.5, model_version="v",
+                                image_sha256="0" * 64) for _ in range(4)]
+    for record in records:
+        store.save(record)
+        time.sleep(0.002)  # distinct creation times
+    store.set_reading(records[1].id, "PNEUMONIA", "user:ann")
+    store.set_reading(records[3].id, "NORMAL", "user:ann")
+    imported = PredictionRecord(label="PNEUMONIA", probability=0.9, threshold=0.5, model_version="v",
+                                image_sha256="1" * 64, reading="PNEUMONIA")  # read before it was stored (an import)
+    store.save(imported)
+    assert [r.id for r in store.read(10)] == [imported.id, records[3].id, records[1].id]
+    assert (store.count(read=True), [r.id for r in store.read(2)]) == (3, [imported.id, records[3].id])
+    assert client.zscore(store.read_index_key, records[1].id) == client.zscore(store.index_key, records[1].id)
+
+    client.delete(store.read_index_key)  # as a store written before the index existed
+    assert store.index_readings(chunk=2) == 3 and store.index_readings() == 0
+    assert [r.id for r in store.read(10)] == [imported.id, records[3].id, records[1].id]
 
 
 def test_clinicians_cannot_administer(api: FlaskClient) -> None:
