@@ -34,6 +34,15 @@ data "aws_iam_policy_document" "kms" {
       identifiers = ["logs.${var.region}.amazonaws.com"]
     }
   }
+  statement { # CloudWatch alarms publish to the alerts topic, which this key encrypts (alerts.tf)
+    sid       = "CloudWatchAlarmsToAlertsTopic"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+  }
 }
 
 # Model artifacts: best_model.keras + its metadata JSON, uploaded by the training host and

@@ -151,6 +151,19 @@ def test_bucket_private_encrypted_versioned(tf: dict) -> None:
     assert sse["rule"][0]["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
 
 
+def test_alerts_reach_the_topic_even_when_the_monitoring_host_fails(tf: dict) -> None:
+    topic = "${aws_sns_topic.alerts.arn}"
+    assert _resources(tf, "aws_sns_topic")["alerts"]["kms_master_key_id"] == "${aws_kms_key.this.arn}"
+    alarm = _resources(tf, "aws_cloudwatch_metric_alarm")["status_check"]
+    assert alarm["for_each"] == "${local.hosts}" and alarm["metric_name"] == "StatusCheckFailed"
+    assert alarm["alarm_actions"] == alarm["ok_actions"] == [topic]
+    key_policy = next(block["aws_iam_policy_document"]["kms"] for doc in tf.values() for block in doc.get("data", [])
+                      if "kms" in block.get("aws_iam_policy_document", {}))
+    cloudwatch = [s for s in key_policy["statement"]
+                  if s["principals"][0]["identifiers"] == ["cloudwatch.amazonaws.com"]]
+    assert cloudwatch and "kms:GenerateDataKey*" in cloudwatch[0]["actions"]  # or the alarm cannot publish
+
+
 def test_key_pair_written_0400_and_never_output(tf: dict) -> None:
     key_file = _resources(tf, "local_sensitive_file")["private_key"]
     assert key_file["file_permission"] == "0400"
