@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -123,21 +124,24 @@ def test_alertmanager_publishes_an_alert_to_sns_as_on_aws(tmp_path: Path) -> Non
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok, 30, "Alertmanager")
-        alert = {"labels": {"alertname": "InstanceDown", "job": "api", "severity": "critical"},
-                 "annotations": {"summary": "api on 10.0.0.1:5000 is down", "description": "Not scraped for 5 min."}}
-        assert requests.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], timeout=5).status_code == 200
+        down = {"labels": {"alertname": "InstanceDown", "job": "node", "host": "10.0.0.1", "severity": "critical"},
+                "annotations": {"summary": "node on 10.0.0.1:9100 is down", "description": "Not scraped for 5 min."}}
+        service = {"labels": {**down["labels"], "job": "api"}, "annotations": {"summary": "api on 10.0.0.1:5000"}}
+        assert requests.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[down, service], timeout=5).ok
         wait_for(lambda: bool(_FakeSns.published), 30, "the Publish call")
+        time.sleep(3)  # the service's own group would be sent 1 s after it formed: it is inhibited
     finally:
         stop(proc)
         sns.shutdown()
         sns.server_close()
+    assert len(_FakeSns.published) == 1, "a host down as a whole is one notification, not one per service"
     authorization, form = _FakeSns.published[0]
     assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "/eu-west-1/sns/" in authorization
     assert form["Action"] == ["Publish"] and form["TopicArn"] == [ALERTMANAGER_CONFIGS["sns"]["sns_topic"]]
     assert form["Subject"] == ["[FIRING:1] pneumonia platform: InstanceDown"]
     message = form["Message"][0]
     assert re.match(r"FIRING InstanceDown \(critical\), since \d{4}-\d\d-\d\d \d\d:\d\d UTC\n"
-                    r"api on 10.0.0.1:5000 is down\nNot scraped for 5 min.\n\n"
+                    r"node on 10.0.0.1:9100 is down\nNot scraped for 5 min.\n\n"
                     r"Dashboards: https://203.0.113.10/grafana/\n$", message), message
 
 

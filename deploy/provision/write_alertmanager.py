@@ -2,7 +2,8 @@
 """Write Alertmanager's configuration: ``write_alertmanager.py OUT [--sns-topic ARN --region R]
 [--webhook URL] [--link URL] [--group-wait 30s]``.
 
-Every alert Prometheus fires goes to one receiver, ``operators``, grouped by alert and job: on AWS
+Every alert Prometheus fires goes to one receiver, ``operators``, grouped by alert and job (a host that is
+down as a whole, its node_exporter silent, does not also report each of its services): on AWS
 the project's SNS topic (terraform/alerts.tf; its e-mail subscriptions come from
 ``alert_email_addresses``), on the local stack a webhook when ``ALERT_WEBHOOK_URL`` is set; with
 neither, alerts are kept in Alertmanager's API and nothing is sent. Used by the monitoring host's
@@ -42,6 +43,8 @@ def config(sns_topic: str = "", region: str = "", webhook: str = "", link: str =
         "route": {"receiver": "operators", "group_by": ["alertname", "job"], "group_wait": group_wait,
                   "group_interval": "5m", "repeat_interval": "4h"},
         "receivers": [receiver],
+        "inhibit_rules": [{"source_matchers": ['alertname="InstanceDown"', 'job="node"'],
+                           "target_matchers": ['alertname="InstanceDown"', 'job!="node"'], "equal": ["host"]}],
     }
 
 
