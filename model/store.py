@@ -140,8 +140,8 @@ class ResultStore:
         return int(self.client.zcard(self.read_index_key if read else self.index_key))
 
     def index_readings(self, chunk: int = 1000) -> int:
-        """Index the results read before the read index existed (the first start of an API that has one);
-        a marker key makes it a one-off. Returns how many were indexed."""
+        """Index the results read before the read index existed (the Agreement page calls it on each view;
+        a marker key makes it a one-off). Returns how many were indexed."""
         marker = f"{self.read_index_key}:complete"
         if self.client.exists(marker):
             return 0
