@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 import pytest
 
 from pneumonia_web.api_client import ApiClient, Caller
+from tests.helpers import QuietHandler, http_server
 
 
-class _ModelInfo(BaseHTTPRequestHandler):
+class _ModelInfo(QuietHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         body = json.dumps({"model_version": "v1"}).encode()
         self.send_response(200)
@@ -24,18 +23,11 @@ class _ModelInfo(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture()
 def answering_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelInfo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_ModelInfo) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture()

@@ -9,9 +9,7 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +20,7 @@ import yaml
 
 from deploy.provision.write_alertmanager import MESSAGE, SUBJECT, write_config
 from scripts.stack import Stack
-from tests.helpers import REPO, fixture_images, free_port, stop, wait_for
+from tests.helpers import REPO, QuietHandler, fixture_images, free_port, http_server, stop, wait_for
 
 PROM = REPO / "deploy" / "prometheus"
 GRAFANA = REPO / "deploy" / "grafana"
@@ -84,7 +82,7 @@ def test_sns_subject_and_message_templates_render() -> None:
     assert len(re.sub(r"{{.*?}}", "", longest)) + 3 < 100, "SNS e-mail subjects are at most 100 characters"
 
 
-class _FakeSns(BaseHTTPRequestHandler):
+class _FakeSns(QuietHandler):
     """SNS's Publish action as Alertmanager's AWS SDK calls it: records each request, answers as SNS does."""
 
     published: list[tuple[str, dict[str, list[str]]]] = []
@@ -101,39 +99,34 @@ class _FakeSns(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.ANSWER)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 def test_alertmanager_publishes_an_alert_to_sns_as_on_aws(tmp_path: Path) -> None:
     """The configuration provision.sh writes on AWS, with only the SNS endpoint pointed at a stand-in
     and static keys instead of the instance role: a real Alertmanager signs and sends the Publish call
     with the subject and message an on-call engineer will read."""
-    sns = ThreadingHTTPServer(("127.0.0.1", free_port()), _FakeSns)
     _FakeSns.published = []
-    threading.Thread(target=sns.serve_forever, daemon=True).start()
     path, port = tmp_path / "alertmanager.yml", free_port()
-    write_config(path, **ALERTMANAGER_CONFIGS["sns"], group_wait="1s")
-    config = json.loads(path.read_text())
-    receiver = config["receivers"][0]["sns_configs"][0]
-    receiver["api_url"] = f"http://127.0.0.1:{sns.server_address[1]}/"
-    receiver["sigv4"].update(access_key="AKIDEXAMPLE", secret_key="not-a-secret")
-    path.write_text(json.dumps(config))
-    proc = subprocess.Popen(["prometheus-alertmanager", f"--config.file={path}", f"--storage.path={tmp_path}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok, 30, "Alertmanager")
-        down = {"labels": {"alertname": "InstanceDown", "job": "node", "host": "10.0.0.1", "severity": "critical"},
-                "annotations": {"summary": "node on 10.0.0.1:9100 is down", "description": "Not scraped for 5 min."}}
-        service = {"labels": {**down["labels"], "job": "api"}, "annotations": {"summary": "api on 10.0.0.1:5000"}}
-        assert requests.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[down, service], timeout=5).ok
-        wait_for(lambda: bool(_FakeSns.published), 30, "the Publish call")
-        time.sleep(3)  # the service's own group would be sent 1 s after it formed: it is inhibited
-    finally:
-        stop(proc)
-        sns.shutdown()
-        sns.server_close()
+    with http_server(_FakeSns) as sns:
+        write_config(path, **ALERTMANAGER_CONFIGS["sns"], group_wait="1s")
+        config = json.loads(path.read_text())
+        receiver = config["receivers"][0]["sns_configs"][0]
+        receiver["api_url"] = f"http://127.0.0.1:{sns.server_address[1]}/"
+        receiver["sigv4"].update(access_key="AKIDEXAMPLE", secret_key="not-a-secret")
+        path.write_text(json.dumps(config))
+        proc = subprocess.Popen(["prometheus-alertmanager", f"--config.file={path}", f"--storage.path={tmp_path}",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok, 30, "Alertmanager")
+            labels = {"alertname": "InstanceDown", "job": "node", "host": "10.0.0.1", "severity": "critical"}
+            down = {"labels": labels, "annotations": {"summary": "node on 10.0.0.1:9100 is down",
+                                                      "description": "Not scraped for 5 min."}}
+            service = {"labels": {**labels, "job": "api"}, "annotations": {"summary": "api on 10.0.0.1:5000"}}
+            assert requests.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[down, service], timeout=5).ok
+            wait_for(lambda: bool(_FakeSns.published), 30, "the Publish call")
+            time.sleep(3)  # the service's own group would be sent 1 s after it formed: it is inhibited
+        finally:
+            stop(proc)
     assert len(_FakeSns.published) == 1, "a host down as a whole is one notification, not one per service"
     authorization, form = _FakeSns.published[0]
     assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "/eu-west-1/sns/" in authorization
@@ -237,7 +230,7 @@ def _plot(dashboard: Path, results: dict[str, list]) -> None:
     plt.close(fig)
 
 
-class _Receiver(BaseHTTPRequestHandler):
+class _Receiver(QuietHandler):
     """Records every notification Alertmanager posts (its webhook JSON)."""
 
     received: list[dict] = []
@@ -247,20 +240,13 @@ class _Receiver(BaseHTTPRequestHandler):
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def webhook(stack: Stack) -> Iterator[list[dict]]:
     """A receiver on the stack's ALERT_WEBHOOK_URL: the notifications it got."""
-    port = urlsplit(stack.config.alert_webhook_url).port
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
     _Receiver.received = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield _Receiver.received
-    server.shutdown()
-    server.server_close()
+    with http_server(_Receiver, urlsplit(stack.config.alert_webhook_url).port):
+        yield _Receiver.received
 
 
 def _reload_prometheus(stack: Stack) -> None:
